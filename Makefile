@@ -1,0 +1,37 @@
+# routing-laws: `make book` builds the executed book, `make test` runs every test.
+# Each target creates .venv (Python 3.11+) from constraints.txt when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= cpu
+STAMP := $(VENV)/.installed
+
+.PHONY: book test test-fast corpus sweep venv clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test,corpus]"
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+book: $(STAMP)
+	$(VENV)/bin/routing-laws book --profile $(PROFILE)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" tests
+	$(PY) -m pytest --nbval-lax -p no:cacheprovider chapters
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" tests --ignore=tests/test_browser.py
+
+corpus: $(STAMP)
+	$(VENV)/bin/routing-laws corpus --train-tokenizer
+
+sweep: $(STAMP)
+	$(VENV)/bin/routing-laws sweep --profile $(PROFILE)
+
+clean:
+	rm -rf _build book/executed

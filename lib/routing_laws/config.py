@@ -1,0 +1,201 @@
+"""Typed, validated configurations: model shape, router, training, and the named size ladder.
+
+Every dataclass validates itself in ``__post_init__`` (a bad field raises ``ValidationError`` naming
+the field and the fix), so a config that exists is a config that can run.
+
+Shape glossary used across the package: B batch, T sequence (time), D d_model, F d_ff = 4 D,
+H heads, K head size ("kqv size" in the paper), V vocabulary, E experts, C expert capacity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from routing_laws.errors import ValidationError, check_choice, check_float, check_int
+
+ROUTERS = ("dense", "sbase", "rlr", "hash")
+"""Router names: ``dense`` (no routing, E = 1), ``sbase`` (Sinkhorn-BASE), ``rlr`` (REINFORCE), ``hash``."""
+
+# name -> (d_model, n_layers, n_heads, head_dim). Shape ratios follow the paper's own configurations
+# (d_ff = 4 d_model, head sizes 32-128): see data/paper/SOURCES.md. The small rungs are ours, sized for CPUs.
+SIZES: dict[str, tuple[int, int, int, int]] = {
+    "100k": (64, 2, 2, 32),
+    "200k": (96, 2, 3, 32),
+    "400k": (128, 2, 4, 32),
+    "800k": (128, 4, 4, 32),
+    "1.6M": (192, 4, 6, 32),
+    "3M": (256, 4, 8, 32),
+    "6M": (256, 8, 8, 32),
+    "12M": (384, 6, 6, 64),
+    "25M": (512, 8, 8, 64),
+    # the paper's configurations (Clark et al. 2022 raw runs), for accounting and GPU/TPU use
+    "paper-15M": (512, 6, 8, 32),
+    "paper-25M": (512, 8, 8, 64),
+    "paper-55M": (640, 10, 12, 64),
+    "paper-130M": (896, 12, 16, 64),
+    "paper-370M": (1536, 12, 12, 128),
+    "paper-1.3B": (2048, 24, 16, 128),
+}
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """How tokens are routed. Defaults are this project's documented choices (see book, 'Routing networks')."""
+
+    kind: str = "dense"
+    n_experts: int = 1
+    top_k: int = 1
+    routing_frequency: float = 0.5  # R: fraction of FFN layers that are routed
+    capacity_factor: float = 2.0  # the paper used 2.0 in every experiment (MegaBlocks paper)
+    # S-BASE
+    sinkhorn_iters: int = 100
+    sinkhorn_temperature: float = 0.05
+    sbase_balanced_eval: bool = False  # False: plain argmax at evaluation (causal); True: balance eval batch too
+    # RL-R
+    rlr_entropy_coef: float = 0.01
+    rlr_balance_coef: float = 0.01
+    rlr_loss_coef: float = 1.0
+    # HASH
+    hash_seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("router.kind", self.kind, ROUTERS)
+        check_int("router.n_experts", self.n_experts, min_value=1, max_value=4096)
+        check_int("router.top_k", self.top_k, min_value=1)
+        if self.top_k > self.n_experts:
+            raise ValidationError(
+                "router.top_k", f"K={self.top_k} exceeds n_experts={self.n_experts}", "use top_k <= n_experts"
+            )
+        check_float("router.routing_frequency", self.routing_frequency, min_value=0.0, max_value=1.0, min_exclusive=True)
+        check_float("router.capacity_factor", self.capacity_factor, min_value=0.0, min_exclusive=True)
+        check_int("router.sinkhorn_iters", self.sinkhorn_iters, min_value=0)
+        check_float("router.sinkhorn_temperature", self.sinkhorn_temperature, min_value=0.0, min_exclusive=True)
+        check_float("router.rlr_entropy_coef", self.rlr_entropy_coef, min_value=0.0)
+        check_float("router.rlr_balance_coef", self.rlr_balance_coef, min_value=0.0)
+        check_float("router.rlr_loss_coef", self.rlr_loss_coef, min_value=0.0)
+        check_int("router.hash_seed", self.hash_seed, min_value=0)
+        if self.kind == "dense" and self.n_experts != 1:
+            raise ValidationError("router.n_experts", f"router 'dense' needs n_experts=1, got {self.n_experts}",
+                                  "pick a routed router (sbase, rlr, hash) or set n_experts=1")
+        if self.kind != "dense" and self.top_k > 1 and self.kind != "sbase":
+            raise ValidationError("router.top_k", f"top_k={self.top_k} is only implemented for 'sbase'",
+                                  "use top_k=1 with rlr and hash")
+
+    @property
+    def routed(self) -> bool:
+        """True when the model has routed layers (any router but dense; E = 1 routed is allowed)."""
+        return self.kind != "dense"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Decoder-only transformer shape. ``d_ff = 4 d_model``, FFNs have no biases (as in the paper)."""
+
+    vocab_size: int = 2048
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    head_dim: int = 32
+    seq_len: int = 128
+    router: RouterConfig = field(default_factory=RouterConfig)
+
+    def __post_init__(self) -> None:
+        check_int("model.vocab_size", self.vocab_size, min_value=2, max_value=65535)
+        check_int("model.d_model", self.d_model, min_value=1)
+        check_int("model.n_layers", self.n_layers, min_value=1)
+        check_int("model.n_heads", self.n_heads, min_value=1)
+        check_int("model.head_dim", self.head_dim, min_value=1)
+        check_int("model.seq_len", self.seq_len, min_value=2)
+        if not isinstance(self.router, RouterConfig):
+            raise ValidationError("model.router", f"must be a RouterConfig, got {type(self.router).__name__}")
+        self.routed_layers  # validates routing_frequency * n_layers
+
+    @property
+    def d_ff(self) -> int:
+        return 4 * self.d_model
+
+    @property
+    def routed_layers(self) -> tuple[int, ...]:
+        """Indices of routed FFN layers: every (1/R)-th layer, counting from the end of each stride.
+
+        R = 0.5 with 4 layers routes layers 1 and 3 (as in the paper's "every other layer").
+        """
+        if not self.router.routed:
+            return ()
+        n = self.router.routing_frequency * self.n_layers
+        if abs(n - round(n)) > 1e-9 or round(n) < 1:
+            raise ValidationError(
+                "router.routing_frequency",
+                f"R={self.router.routing_frequency} x n_layers={self.n_layers} = {n:g} is not a whole number >= 1",
+                "choose R so that R * n_layers is a whole number of routed layers",
+            )
+        n = int(round(n))
+        if self.n_layers % n:
+            raise ValidationError(
+                "router.routing_frequency",
+                f"{n} routed layers cannot be spaced evenly over {self.n_layers} layers",
+                "choose R = 1/m with m dividing n_layers",
+            )
+        stride = self.n_layers // n
+        return tuple(i for i in range(self.n_layers) if (i + 1) % stride == 0)
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def model_config(size: str, *, vocab_size: int = 2048, seq_len: int = 128, router: RouterConfig | None = None) -> ModelConfig:
+    """Build the ``ModelConfig`` of a named size from ``SIZES``."""
+    if size not in SIZES:
+        raise ValidationError("size", f"unknown size {size!r}", "choose one of: " + ", ".join(SIZES))
+    d, layers, heads, head_dim = SIZES[size]
+    return ModelConfig(vocab_size=vocab_size, d_model=d, n_layers=layers, n_heads=heads, head_dim=head_dim,
+                       seq_len=seq_len, router=router or RouterConfig())
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping for one run; ``tokens`` is the fixed budget (as in the paper)."""
+
+    tokens: int = 1_000_000
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_frac: float = 0.02
+    final_lr_frac: float = 0.1  # cosine decays to this fraction of the peak
+    weight_decay: float = 0.1
+    clip_norm: float = 1.0
+    seed: int = 0
+    eval_every: int = 0  # steps between validation evaluations; 0 = about 10 per run
+    eval_tokens: int = 65_536
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = no periodic checkpoints
+    compute_dtype: str = "auto"  # auto: bfloat16 on GPU/TPU, float32 on CPU
+
+    def __post_init__(self) -> None:
+        check_int("train.tokens", self.tokens, min_value=1)
+        check_int("train.batch_size", self.batch_size, min_value=1)
+        check_float("train.learning_rate", self.learning_rate, min_value=0.0, min_exclusive=True)
+        check_float("train.warmup_frac", self.warmup_frac, min_value=0.0, max_value=1.0)
+        check_float("train.final_lr_frac", self.final_lr_frac, min_value=0.0, max_value=1.0)
+        check_float("train.weight_decay", self.weight_decay, min_value=0.0)
+        check_float("train.clip_norm", self.clip_norm, min_value=0.0, min_exclusive=True)
+        check_int("train.seed", self.seed, min_value=0)
+        check_int("train.eval_every", self.eval_every, min_value=0)
+        check_int("train.eval_tokens", self.eval_tokens, min_value=1)
+        check_int("train.checkpoint_every", self.checkpoint_every, min_value=0)
+        check_choice("train.compute_dtype", self.compute_dtype, ("auto", "float32", "bfloat16"))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+
+def to_dict(cfg: Any) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    return dataclasses.asdict(cfg)
+
+
+def model_from_dict(d: dict) -> ModelConfig:
+    """Inverse of ``to_dict`` for ``ModelConfig`` (used when resuming from a run record)."""
+    d = dict(d)
+    d["router"] = RouterConfig(**d.get("router", {}))
+    return ModelConfig(**d)

@@ -1,0 +1,71 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from conftest import tiny_model
+from routing_laws import train as train_lib
+from routing_laws.errors import RoutingLawsError, ValidationError
+
+
+@pytest.mark.parametrize("router,experts", [("dense", 1), ("sbase", 4), ("rlr", 4), ("hash", 4)])
+def test_loss_falls_and_record_is_complete(router, experts, tiny_data, tiny_train, tmp_path):
+    cfg = tiny_model(router, experts)
+    rec = train_lib.train(cfg, tiny_train, tiny_data, record_path=tmp_path / "r.json", progress=False)
+    on_disk = json.loads((tmp_path / "r.json").read_text())
+    assert on_disk["final_val_loss"] == pytest.approx(rec["final_val_loss"])
+    first = rec["train_curve"][0]["train_loss"]
+    assert first < math.log(64) + 0.5
+    assert rec["final_val_loss"] < 0.8 * math.log(64), rec["curve"]
+    for key in ("accounting", "curve", "tokens_per_s", "wall_s", "provenance", "model", "train", "tokens"):
+        assert key in on_disk
+    assert on_disk["tokens"] == tiny_train.tokens
+    assert on_disk["provenance"]["jax"]
+    if experts > 1:
+        assert len(on_disk["routing"]["load_LE"]) == 1 and len(on_disk["routing"]["load_LE"][0]) == experts
+        assert 0.0 <= on_disk["routing"]["dropped_frac"] <= 1.0
+    assert train_lib.load_record(tmp_path / "r.json")["name"] == rec["name"]
+
+
+@pytest.mark.parametrize("router", ["dense", "rlr"])
+def test_resume_gives_identical_result(router, tiny_data, tiny_train, tmp_path):
+    cfg = tiny_model(router, 1 if router == "dense" else 4)
+    tcfg = tiny_train.replace(checkpoint_every=10)
+    full = train_lib.train(cfg, tcfg, tiny_data, run_dir=tmp_path / "a", progress=False)
+    part = train_lib.train(cfg, tcfg, tiny_data, run_dir=tmp_path / "b", progress=False, stop_after_steps=17)
+    assert part["status"] == "partial" and part["steps"] == 17
+    resumed = train_lib.train(cfg, tcfg, tiny_data, run_dir=tmp_path / "b", progress=False)
+    assert resumed["resumed_from_step"] == 17 and resumed["status"] == "finished"
+    assert resumed["final_val_loss"] == full["final_val_loss"]
+    assert [c["val_loss"] for c in resumed["curve"]] == [c["val_loss"] for c in full["curve"]]
+
+
+def test_checkpoint_of_other_config_is_refused(tiny_data, tiny_train, tmp_path):
+    cfg = tiny_model("dense", 1)
+    train_lib.train(cfg, tiny_train, tiny_data, run_dir=tmp_path, progress=False, stop_after_steps=2)
+    with pytest.raises(RoutingLawsError, match="different configuration"):
+        train_lib.train(cfg, tiny_train.replace(seed=3), tiny_data, run_dir=tmp_path, progress=False)
+    (tmp_path / "checkpoint.pkl").write_bytes(b"garbage")
+    with pytest.raises(RoutingLawsError, match="unreadable"):
+        train_lib.train(cfg, tiny_train, tiny_data, run_dir=tmp_path, progress=False)
+
+
+def test_vocab_mismatch_and_foreign_record(tiny_data, tiny_train, tmp_path):
+    with pytest.raises(ValidationError, match="vocab_size"):
+        train_lib.train(tiny_model(vocab_size=128), tiny_train, tiny_data, progress=False)
+    (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(RoutingLawsError, match="not a routing-laws run record"):
+        train_lib.load_record(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text("{not json")
+    with pytest.raises(RoutingLawsError, match="unreadable"):
+        train_lib.load_record(tmp_path / "y.json")
+
+
+def test_schedule_warms_up_and_decays():
+    from routing_laws.config import TrainConfig
+
+    s = train_lib.schedule(TrainConfig(learning_rate=1e-3, warmup_frac=0.1, final_lr_frac=0.1), 100)
+    lrs = np.array([float(s(i)) for i in range(101)])
+    assert lrs[0] == 0 and lrs.max() == pytest.approx(1e-3, rel=1e-3)
+    assert lrs[100] == pytest.approx(1e-4, rel=1e-2) and np.argmax(lrs) == 10
