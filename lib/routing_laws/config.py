@@ -50,8 +50,8 @@ class RouterConfig:
     routing_frequency: float = 0.5  # R: fraction of FFN layers that are routed
     capacity_factor: float = 2.0  # the paper used 2.0 in every experiment (MegaBlocks paper)
     # S-BASE
-    sinkhorn_iters: int = 100
-    sinkhorn_temperature: float = 0.05
+    sinkhorn_iters: int = 100  # fixed log-space sweeps (jit-friendly; temperature annealed over the first half)
+    sinkhorn_temperature: float = 0.05  # relative to the standardised logits (see routers.standardize_logits)
     sbase_balanced_eval: bool = False  # False: plain argmax at evaluation (causal); True: balance eval batch too
     # RL-R
     rlr_entropy_coef: float = 0.01

@@ -156,7 +156,7 @@ def train(
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rng, batch, True)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads))
+        metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
         return params, opt_state, metrics
 
     @jax.jit
@@ -183,7 +183,8 @@ def train(
         init_batch = jnp.asarray(data_lib.train_batch(dataset.train, 0, 1, T, train_cfg.seed))[:, :-1]
         params = jax.jit(lambda r, x: net.init(r, x, is_training=True))(jax.random.fold_in(base_rng, 10**9), init_batch)
         state = {"fingerprint": fingerprint, "step": 0, "params": params, "opt_state": opt.init(params),
-                 "curve": [], "train_curve": [], "elapsed_s": 0.0, "train_tokens_timed": 0, "train_time_s": 0.0}
+                 "curve": [], "train_curve": [], "elapsed_s": 0.0, "train_tokens_timed": 0, "train_time_s": 0.0,
+                 "window": []}
         resumed_from = None
     else:
         resumed_from = state["step"]
@@ -194,20 +195,24 @@ def train(
         bar.update(step)
     t_start = time.perf_counter()
     t_window, tok_window = time.perf_counter(), 0
-    window: list[dict] = []
+    window: list[dict] = list(state.get("window", []))  # metrics of steps since the last evaluation
+    compiled, last_eval = False, None
     last_stop = total_steps if stop_after_steps is None else min(total_steps, stop_after_steps)
     while step < last_stop:
         batch = jnp.asarray(data_lib.train_batch(dataset.train, step, B, T, train_cfg.seed))
         params, opt_state, m = train_step(params, opt_state, batch, jax.random.fold_in(base_rng, step))
         step += 1
         window.append(m)
-        tok_window += B * T
-        if step % eval_every == 0 or step == total_steps or step == last_stop:
+        if not compiled:  # leave the compiling first step out of the throughput
+            jax.block_until_ready(params)
+            compiled, t_window, tok_window = True, time.perf_counter(), 0
+        else:
+            tok_window += B * T
+        if step % eval_every == 0 or step == total_steps:
             ms = jax.device_get(window)
             elapsed = time.perf_counter() - t_window
-            if step > 1:  # exclude the first (compiling) window only when it is not the whole run
-                state["train_tokens_timed"] += tok_window
-                state["train_time_s"] += elapsed
+            state["train_tokens_timed"] += tok_window
+            state["train_time_s"] += elapsed
             train_loss = float(np.mean([x["lm_loss"] for x in ms]))
             if not math.isfinite(train_loss):
                 raise RoutingLawsError(f"training diverged at step {step} (loss {train_loss}); "
@@ -216,15 +221,14 @@ def train(
             if "dropped_frac" in ms[0]:
                 point["dropped_frac"] = float(np.mean([x["dropped_frac"] for x in ms]))
             state["train_curve"].append(point)
-            ev = evaluate(params)
+            ev = last_eval = evaluate(params)
             state["curve"].append({"step": step, "tokens": step * B * T, "val_loss": ev["val_loss"]})
             if bar is not None:
                 tps = tok_window / max(elapsed, 1e-9)
                 bar.set_postfix(loss=f"{train_loss:.3f}", val=f"{ev['val_loss']:.3f}", tok_s=f"{tps:,.0f}")
             window, tok_window, t_window = [], 0, time.perf_counter()
-            state.update(step=step, params=params, opt_state=opt_state)
-            if run_dir is not None and train_cfg.checkpoint_every and (
-                    step % train_cfg.checkpoint_every < eval_every or step == last_stop):
+            state.update(step=step, params=params, opt_state=opt_state, window=[])
+            if run_dir is not None and train_cfg.checkpoint_every and step % train_cfg.checkpoint_every < eval_every:
                 state["elapsed_s"] += time.perf_counter() - t_start
                 t_start = time.perf_counter()
                 _save_checkpoint(run_dir, state)
@@ -232,11 +236,11 @@ def train(
             bar.update(1)
     if bar is not None:
         bar.close()
-    state.update(step=step, params=params, opt_state=opt_state)
+    state.update(step=step, params=params, opt_state=opt_state, window=jax.device_get(window))
     state["elapsed_s"] += time.perf_counter() - t_start
     if run_dir is not None and stop_after_steps is not None and step < total_steps:
         _save_checkpoint(run_dir, state)
-    final = evaluate(params)
+    final = last_eval if (last_eval is not None and step == total_steps) else evaluate(params)
     tokens_per_s = state["train_tokens_timed"] / state["train_time_s"] if state["train_time_s"] > 0 else float("nan")
     record = {
         "record_version": RECORD_VERSION,

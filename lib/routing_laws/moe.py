@@ -1,0 +1,176 @@
+"""Feed-forward blocks: the dense FFN and the routed FFN (top-K dispatch into a capacity buffer).
+
+Shape glossary: B batch, T sequence, D d_model, F d_ff = 4 D, E experts, K experts per token,
+C expert capacity, N = K * T' routed token-slots (T' = B * T tokens routed together), S = E * C slots.
+
+Capacity: C = min(ceil(capacity_factor * T' * K / E), T'): rounded up so the buffer never holds less
+than cf times the mean load, and capped at T' (one expert never receives a token twice, so more slots
+would only add padded work; this keeps E = 1 as cheap as the dense FFN).
+Priority: slots fill in choice-major order (every token's first choice before any second choice),
+then by token position; token-slots over capacity are dropped (output 0 for that slot; the residual
+connection outside the block carries the token on).
+Fast path: a stable argsort of the N expert ids gives each token-slot its position inside its
+expert; tokens are gathered into the [E, C, D] buffer, experts run as one batched einsum, and outputs
+are gathered back and weighted by the gates. No [T, E, C] one-hot tensors (quadratic in tokens).
+``routed_ffn_reference`` is the obvious per-expert loop with the same dropping rule, for tests.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from routing_laws import routers
+from routing_laws.config import ModelConfig
+from routing_laws.errors import ValidationError, check_float, check_int
+
+
+class RoutingAux(NamedTuple):
+    aux_loss: jax.Array  # scalar, already weighted, added to the LM loss
+    logprob_BT: jax.Array  # log-prob of the chosen expert under the RL-R policy (zeros otherwise)
+    entropy_BT: jax.Array  # RL-R policy entropy per token (zeros otherwise)
+    metrics: dict  # load_E, dropped_frac, router_entropy, max_over_mean_load
+
+
+def capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
+    """Slots per expert: ceil(cf * tokens * K / E), at least 1 and at most ``n_tokens``."""
+    T = check_int("n_tokens", n_tokens, min_value=1)
+    E = check_int("router.n_experts", n_experts, min_value=1)
+    K = check_int("router.top_k", top_k, min_value=1, max_value=E)
+    cf = check_float("router.capacity_factor", capacity_factor, min_value=0.0, min_exclusive=True)
+    return max(1, min(T, math.ceil(cf * T * K / E - 1e-9)))
+
+
+def _gelu(x):
+    return jax.nn.gelu(x, approximate=True)
+
+
+def slot_positions(expert_idx_TK: jax.Array, n_experts: int) -> jax.Array:
+    """Position of each token-slot inside its expert's queue ([T, K] int32), choice-major priority."""
+    T, K = expert_idx_TK.shape
+    e_N = expert_idx_TK.T.reshape(-1)  # choice-major: all first choices, then all second choices
+    order_N = jnp.argsort(e_N, stable=True)
+    counts_E = jnp.bincount(e_N, length=n_experts)
+    starts_E = jnp.cumsum(counts_E) - counts_E
+    pos_sorted_N = jnp.arange(e_N.shape[0], dtype=jnp.int32) - starts_E[e_N[order_N]].astype(jnp.int32)
+    pos_N = jnp.zeros_like(pos_sorted_N).at[order_N].set(pos_sorted_N, unique_indices=True)
+    return pos_N.reshape(K, T).T
+
+
+def routed_ffn_apply(x_TD, w_in_EDF, w_out_EFD, expert_idx_TK, gate_TK, capacity_: int):
+    """Fast routed FFN: y_T = sum_k gate_k * FFN_{e_k}(x_T) over kept slots; also returns kept_TK."""
+    T, D = x_TD.shape
+    E = w_in_EDF.shape[0]
+    C = capacity_
+    pos_TK = slot_positions(expert_idx_TK, E)
+    kept_TK = pos_TK < C
+    slot_TK = jnp.where(kept_TK, expert_idx_TK * C + pos_TK, E * C)  # E * C: the dropped sentinel
+    # which token fills each slot (T = empty); slots are unique, the sentinel is dropped (out of range)
+    token_S = jnp.full((E * C,), T, jnp.int32).at[slot_TK.reshape(-1)].set(
+        jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32)[:, None], slot_TK.shape).reshape(-1), mode="drop")
+    x_pad = jnp.concatenate([x_TD, jnp.zeros((1, D), x_TD.dtype)], axis=0)
+    buf_ECD = x_pad[token_S].reshape(E, C, D)
+    h_ECF = _gelu(jnp.einsum("ecd,edf->ecf", buf_ECD, w_in_EDF.astype(x_TD.dtype)))
+    y_ECD = jnp.einsum("ecf,efd->ecd", h_ECF, w_out_EFD.astype(x_TD.dtype))
+    y_pad = jnp.concatenate([y_ECD.reshape(E * C, D), jnp.zeros((1, D), y_ECD.dtype)], axis=0)
+    y_TKD = y_pad[slot_TK]
+    y_TD = jnp.einsum("tkd,tk->td", y_TKD, (gate_TK * kept_TK).astype(y_TKD.dtype))
+    return y_TD, kept_TK
+
+
+def routed_ffn_reference(x_TD, w_in_EDF, w_out_EFD, expert_idx_TK, gate_TK, capacity_: int):
+    """Slow obvious reference: a Python loop over experts fills each queue (choice-major, then token
+    order) up to capacity; then every expert runs on every token and a [E, T] weight keeps the kept
+    slots. Needs concrete indices; differentiable in x, weights and gates."""
+    idx = np.asarray(expert_idx_TK)
+    T, K = idx.shape
+    E = w_in_EDF.shape[0]
+    kept = np.zeros((T, K), bool)
+    for e in range(E):
+        queue = [(t, k) for k in range(K) for t in range(T) if idx[t, k] == e]
+        for t, k in queue[:capacity_]:
+            kept[t, k] = True
+    onehot_TKE = np.eye(E, dtype=np.float32)[idx] * kept[:, :, None]
+    weight_ET = jnp.einsum("tke,tk->et", jnp.asarray(onehot_TKE), gate_TK)
+    out_ETD = jnp.einsum("etf,efd->etd", _gelu(jnp.einsum("td,edf->etf", x_TD, w_in_EDF)), w_out_EFD)
+    return jnp.einsum("etd,et->td", out_ETD, weight_ET), jnp.asarray(kept)
+
+
+def routing_metrics(expert_idx_TK, kept_TK, n_experts: int, router_entropy) -> dict:
+    """load_E (share of token-slots sent to each expert, before dropping), dropped_frac, max/mean load."""
+    counts_E = jnp.bincount(expert_idx_TK.reshape(-1), length=n_experts).astype(jnp.float32)
+    n = jnp.float32(expert_idx_TK.size)
+    load_E = counts_E / n
+    return {
+        "load_E": load_E,
+        "dropped_frac": 1.0 - jnp.sum(kept_TK.astype(jnp.float32)) / n,
+        "router_entropy": jnp.asarray(router_entropy, jnp.float32),
+        "max_over_mean_load": jnp.max(load_E) * n_experts,
+    }
+
+
+class DenseFFN(hk.Module):
+    """Dense FFN: GELU(x W_in) W_out, no biases, D -> 4D -> D."""
+
+    def __init__(self, d_ff: int | None = None, name: str | None = None):
+        super().__init__(name=name)
+        self.d_ff = d_ff
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        D = x_BTD.shape[-1]
+        F = self.d_ff or 4 * D
+        w_in = hk.get_parameter("w_in", [D, F], init=hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal"))
+        w_out = hk.get_parameter("w_out", [F, D], init=hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal"))
+        return _gelu(x_BTD @ w_in.astype(x_BTD.dtype)) @ w_out.astype(x_BTD.dtype)
+
+
+class RoutedFFN(hk.Module):
+    """E expert FFNs of the dense FFN's shape behind a router (``cfg.router.kind``: sbase, rlr, hash).
+
+    RL-R needs an rng in training (``hk.next_rng_key``). HASH uses ``hash_table`` if given (e.g. a
+    frequency-balanced table from the corpus counts), else the vocabulary-balanced seeded table.
+    """
+
+    def __init__(self, cfg: ModelConfig, name: str | None = None, *, hash_table=None):
+        super().__init__(name=name)
+        if not isinstance(cfg, ModelConfig):
+            raise ValidationError("cfg", f"must be a ModelConfig, got {type(cfg).__name__}")
+        if not cfg.router.routed:
+            raise ValidationError("router.kind", "RoutedFFN needs a routed router (sbase, rlr, hash)",
+                                  "use DenseFFN for router 'dense'")
+        self.cfg = cfg
+        self.rcfg = cfg.router
+        self.table = None
+        if self.rcfg.kind == "hash":
+            table = hash_table if hash_table is not None else routers.hash_table(
+                cfg.vocab_size, self.rcfg.n_experts, self.rcfg.hash_seed)
+            self.table = routers.check_hash_table(table, cfg.vocab_size, self.rcfg.n_experts)
+
+    def __call__(self, x_BTD: jax.Array, token_ids_BT: jax.Array, *, is_training: bool):
+        B, T, D = x_BTD.shape
+        if D != self.cfg.d_model:
+            raise ValidationError("x_BTD", f"last dim {D} != d_model {self.cfg.d_model}")
+        E, F, rc = self.rcfg.n_experts, self.cfg.d_ff, self.rcfg
+        init = hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")
+        w_in = hk.get_parameter("w_in", [E, D, F], init=init)
+        w_out = hk.get_parameter("w_out", [E, F, D], init=init)
+        x_TD = x_BTD.reshape(B * T, D)
+        if rc.kind == "hash":
+            out = routers.hash_route(jnp.reshape(token_ids_BT, (B * T,)), rc, self.table)
+        else:
+            # small router init: routing starts near-uniform (Switch/MaxText practice)
+            w_router = hk.get_parameter("w_router", [D, E], jnp.float32,
+                                        init=hk.initializers.VarianceScaling(0.1, "fan_in", "truncated_normal"))
+            logits_TE = x_TD.astype(jnp.float32) @ w_router.astype(jnp.float32)
+            rng = hk.maybe_next_rng_key() if (rc.kind == "rlr" and is_training) else None
+            out = routers.route(rc, logits_TE=logits_TE, is_training=is_training, rng=rng)
+        C = capacity(B * T, E, rc.top_k, rc.capacity_factor)
+        y_TD, kept_TK = routed_ffn_apply(x_TD, w_in, w_out, out.expert_idx_TK, out.gate_TK, C)
+        metrics = routing_metrics(out.expert_idx_TK, kept_TK, E, out.metrics["router_entropy"])
+        aux = RoutingAux(out.aux_loss, out.logprob_T.reshape(B, T), out.entropy_T.reshape(B, T), metrics)
+        return y_TD.reshape(B, T, D).astype(x_BTD.dtype), aux

@@ -1,0 +1,60 @@
+"""bench: the layer benchmark runs, records provenance and sane ratios; the CLI writes JSON atomically."""
+
+import json
+
+import jax.numpy as jnp
+import pytest
+
+from routing_laws import bench
+from routing_laws.cli import main
+from routing_laws.errors import ValidationError
+
+
+def test_time_fn_is_a_median_after_warmup():
+    calls = []
+
+    def f(x):
+        calls.append(x)
+        return jnp.asarray(x)
+
+    t = bench.time_fn(f, 1, repeats=3, warmup=2)
+    assert len(calls) == 5 and t >= 0
+
+
+@pytest.mark.parametrize("router", [pytest.param("sbase", marks=pytest.mark.slow), "hash"])
+def test_layer_bench_rows(router):
+    res = bench.layer_bench([2, 4], [16], tokens=32, capacity_factor=1.0, router=router, repeats=1,
+                            max_param_bytes=2 * 4 * 16 * 64 * 4 * 3)  # E=4 fits exactly, nothing more
+    assert res["provenance"]["backend"] and res["settings"]["router"] == router
+    rows = res["rows"]
+    assert [r["n_experts"] for r in rows] == [2, 4]
+    for r in rows:
+        assert r["capacity"] == -(-32 // r["n_experts"])
+        assert r["vs_dense"] == pytest.approx(r["dense_ms"] / r["routed_ms"])
+        assert 0.0 <= r["dropped_frac"] <= 1.0
+        assert ("sinkhorn_ms" in r) == (router == "sbase")
+    assert "| 16 | 4 |" in bench.format_table(res)
+
+
+def test_layer_bench_skips_rows_over_the_memory_cap():
+    res = bench.layer_bench([64], [16], tokens=8, repeats=1, max_param_bytes=1000)
+    assert "skipped" in res["rows"][0] and "| skipped |" in bench.format_table(res)
+
+
+def test_layer_bench_bad_input():
+    with pytest.raises(ValidationError, match="router"):
+        bench.layer_bench([2], [8], router="dense")
+    with pytest.raises(ValidationError, match="capacity_factor"):
+        bench.layer_bench([2], [8], capacity_factor=0)
+    with pytest.raises(ValidationError, match="n_experts"):
+        bench.layer_bench([0], [8], tokens=4, repeats=1)
+
+
+def test_cli_writes_json(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    rc = main(["bench", "layer", "--e", "2", "--d", "8", "--tokens", "16", "--repeats", "1", "--out", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["rows"][0]["n_experts"] == 2 and "commit" in data["provenance"]
+    assert "vs_dense" in capsys.readouterr().out
+    assert main(["bench", "layer", "--e", "0", "--d", "8", "--out", str(out)]) == 2
