@@ -28,7 +28,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" tests --ignore=tests/test_browser.py
 
 corpus: $(STAMP)
-	$(VENV)/bin/routing-laws corpus --train-tokenizer
+	$(VENV)/bin/routing-laws corpus
 
 sweep: $(STAMP)
 	$(VENV)/bin/routing-laws sweep --profile $(PROFILE)

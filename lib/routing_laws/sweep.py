@@ -74,6 +74,8 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile("cpu", ("100k", "200k", "400k"), (1, 4, 16, 64), ROUTED, tokens=8_388_608,
                    variants=(("200k", "sbase", 16, 2, 0.5), ("200k", "sbase", 16, 1, 1.0),
                              ("200k", "hash", 16, 1, 1.0))),
+    # one size, E = 16, every router: the issue-3 check that each router beats dense at one budget
+    "routers": Profile("routers", ("100k",), (16,), ROUTED, tokens=8_388_608),
     "gpu": Profile("gpu", ("800k", "3M", "6M", "25M"), (1, 2, 4, 8, 16, 32, 64, 128, 256), ROUTED,
                    tokens=20_971_520, batch_size=64, seq_len=256, learning_rate=2e-3,
                    variants=(("3M", "sbase", 64, 2, 0.5), ("3M", "sbase", 64, 1, 1.0), ("3M", "sbase", 64, 1, 0.25),

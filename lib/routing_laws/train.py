@@ -145,7 +145,7 @@ def train(
     eval_every = train_cfg.eval_every or max(1, total_steps // 10)
     dtype = compute_dtype(train_cfg)
     acct = model_lib.count_params(model_cfg)
-    fingerprint = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": dataset.meta.get("hash")}
+    fingerprint = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": [dataset.meta.get(k) for k in ("hash", "corpus_hash", "tokenizer_hash")]}
 
     loss_fn = make_loss_fn(model_cfg, dtype)
     opt = optimizer(train_cfg, total_steps)
