@@ -78,6 +78,13 @@ def load_tables(path: str, loss_column: str | None) -> tuple[dict, bool]:
     if not rows:
         raise ValidationError("PATH", f"{path} has no rows", "pass a CSV with a header and one row per run")
     header = list(rows[0])
+    if "status" in header:  # sweep summaries: failed runs have no loss
+        rows = [r for r in rows if r["status"].strip() == "finished"]
+    if "K" in header and "R" in header:  # sweep summaries: Eq. 1 is fitted on the main grid (top-1, R = 0.5)
+        rows = [r for r in rows if r["K"].strip() in ("", "1") and r["R"].strip() in ("", "0.5")]
+    if not rows:
+        raise ValidationError("PATH", f"{path} has no finished main-grid runs (K=1, R=0.5)",
+                              "run a sweep first: make sweep PROFILE=cpu")
     cn, ce = _pick(header, N_ALIASES, "N"), _pick(header, E_ALIASES, "E")
     cl = _pick(header, LOSS_ALIASES, "loss", loss_column)
     ct = next((a for a in TECH_ALIASES if a in header), None)
@@ -107,11 +114,24 @@ def _select(tables: dict, wanted, is_clark: bool) -> dict:
         return tables
     out = {}
     for w in wanted:
-        key = paper.canonical_technique(w) if is_clark else w
+        key = w
+        if key not in tables:  # accept any spelling of a known technique (sbase, S-Base, S-BASE ...)
+            try:
+                canon = paper.canonical_technique(w)
+            except ValidationError:
+                canon = None
+            key = next((t for t in tables if canon is not None and _canon(t) == canon), w)
         if key not in tables:
             raise ValidationError("--technique", f"unknown technique {w!r}", "choose from: " + ", ".join(tables))
         out[key] = tables[key]
     return out
+
+
+def _canon(name: str) -> str | None:
+    try:
+        return paper.canonical_technique(name)
+    except ValidationError:
+        return None
 
 
 def _g(x: float) -> str:

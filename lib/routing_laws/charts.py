@@ -1,0 +1,514 @@
+"""Altair charts for the book: an offline renderer and the chart builders chapters call.
+
+Rendering (``enable_offline``; importing this module calls it):
+- mode ``"html"`` (set by ``routing_laws.book`` for papermill runs via ``ROUTING_LAWS_CHARTS=html``):
+  each chart is a ``<div class="altair-chart">`` plus a ``vegaEmbed(...)`` call. The book's Sphinx
+  extension (``book/_ext/vega_offline.py``) serves ``vegaEmbed`` from ``_static``: no CDN.
+- mode ``"notebook"`` (the default in JupyterLab / Notebook 7 / VS Code): the spec is sent as the
+  ``application/vnd.vegalite.v5+json`` mime type, drawn by the front end's own bundled vega (JupyterLab
+  4 knows Vega-Lite v3-v5 only, so altair 6's v6 spec is relabelled v5; the builders here use nothing
+  v6-only, and tests compile them with Vega-Lite 5). No network either.
+
+Builders take tidy rows (a list of dicts; numpy scalars are fine) and return a top-level altair chart
+with tooltips, axis titles with units, width <= ``MAX_WIDTH`` px and a legend-bound selection (click a
+legend entry to highlight it, shift-click for more). Row glossary: N non-embedding parameters of the
+dense model, E experts, loss validation loss in nats per token, tokens training tokens seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import altair as alt
+
+from routing_laws.errors import ValidationError, check_choice, check_int
+
+RENDERER = "offline"
+MODE_ENV = "ROUTING_LAWS_CHARTS"
+MODES = ("html", "notebook")
+NOTEBOOK_MIME = "application/vnd.vegalite.v5+json"
+MAX_WIDTH = 450
+LOSS_TITLE = "validation loss (nats/token)"
+# The "Open in Vega Editor" action needs the internet; the rest works offline.
+EMBED_OPTIONS = {"actions": {"export": True, "source": True, "compiled": False, "editor": False}}
+CHART_DIV_RE = re.compile(r'<div[^>]*class="altair-chart"|<div id="altair-viz-[0-9a-f]+"')
+
+
+# --------------------------------------------------------------------------- renderers
+def html_renderer(spec: dict, **meta: Any) -> dict:
+    """Mimebundle for the book: a div and a ``vegaEmbed`` call that waits for the page's local bundle."""
+    div = "altair-" + uuid.uuid4().hex
+    opt = {"mode": "vega-lite", **EMBED_OPTIONS, **(meta.get("embed_options") or {})}
+    js_spec = json.dumps(spec).replace("</", "<\\/")
+    html = (
+        f'<div id="{div}" class="altair-chart"></div>\n'
+        f'<script type="text/javascript">(function(){{var s={js_spec},o={json.dumps(opt)};'
+        f'function d(){{vegaEmbed("#{div}",s,o).catch(function(e){{console.error("chart {div}: "+e);}});}}'
+        f'if(window.vegaEmbed)d();else window.addEventListener("load",d);}})();</script>'
+    )
+    return {"text/html": html, "text/plain": "<altair chart>"}
+
+
+def notebook_renderer(spec: dict, **meta: Any) -> dict:
+    """Mimebundle for JupyterLab-style front ends: the spec under the Vega-Lite v5 mime type, no HTML."""
+    spec5 = dict(spec)
+    spec5["$schema"] = "https://vega.github.io/schema/vega-lite/v5.json"
+    return {NOTEBOOK_MIME: spec5, "text/plain": "<altair chart>"}
+
+
+def enable_offline(mode: str | None = None) -> str:
+    """Register the offline renderers and enable one; return the mode used.
+
+    ``mode=None`` reads ``ROUTING_LAWS_CHARTS`` (``html`` inside book builds) and defaults to ``notebook``.
+    """
+    field = "mode"
+    if mode is None:
+        field, mode = MODE_ENV, os.environ.get(MODE_ENV, "").strip() or "notebook"
+    check_choice(field, mode, MODES)
+    alt.renderers.register(RENDERER, html_renderer)
+    alt.renderers.register(RENDERER + "-notebook", notebook_renderer)
+    alt.renderers.enable(RENDERER if mode == "html" else RENDERER + "-notebook")
+    return mode
+
+
+def count_charts(html: str) -> int:
+    """Number of altair charts a built HTML page holds (ours and altair-default ones)."""
+    return len(CHART_DIV_RE.findall(html))
+
+
+# --------------------------------------------------------------------------- input checks
+def _num(field: str, value: Any, positive: bool) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(field, f"must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ValidationError(field, f"must be finite, got {value!r}", "drop NaN/inf rows before charting")
+    if positive and out <= 0:
+        raise ValidationError(field, f"must be > 0 on a log axis, got {out}", "drop non-positive rows")
+    return out
+
+
+def tidy_rows(name: str, rows: Iterable[Mapping], numeric: Sequence[str], text: Sequence[str] = (),
+              positive: Sequence[str] = (), optional: Sequence[str] = ()) -> list[dict]:
+    """Validate ``rows`` (non-empty mappings with the named fields) and return plain-JSON copies."""
+    if isinstance(rows, Mapping) or isinstance(rows, (str, bytes)):
+        raise ValidationError(name, "must be a list of row dicts", "e.g. [{'N': 1e6, 'E': 8, 'loss': 3.2}, ...]")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ValidationError(f"{name}[{i}]", f"must be a dict, got {type(row).__name__}")
+        clean: dict[str, Any] = {}
+        for key in [*numeric, *text]:
+            if key not in row:
+                if key in optional:
+                    continue
+                raise ValidationError(f"{name}[{i}]", f"missing field {key!r}", f"each row needs {[*numeric, *text]}")
+            if key in numeric:
+                clean[key] = _num(f"{name}[{i}].{key}", row[key], key in positive)
+            else:
+                clean[key] = str(row[key])
+        out.append(clean)
+    if not out:
+        raise ValidationError(name, "is empty", "pass at least one row")
+    return out
+
+
+def _size(width: int, height: int) -> tuple[int, int]:
+    return (check_int("width", width, min_value=100, max_value=MAX_WIDTH),
+            check_int("height", height, min_value=80, max_value=900))
+
+
+def si(value: float) -> str:
+    """Compact label with an SI suffix: 15000000 -> '15M', 1.3e9 -> '1.3B'."""
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _label_sort(rows: list[dict], key: str, label: str) -> list[str]:
+    """Legend order: labels sorted by the numeric ``key`` they name."""
+    seen = {}
+    for r in rows:
+        seen.setdefault(r[label], r[key])
+    return [lab for lab, _ in sorted(seen.items(), key=lambda kv: kv[1])]
+
+
+def _title(title: str | None):
+    return title if title else alt.Undefined
+
+
+def _need_title(field: str, title: str) -> str:
+    if not isinstance(title, str) or not title.strip():
+        raise ValidationError(field, "needs an axis title with units", "e.g. 'training tokens' or 'loss (nats/token)'")
+    return title
+
+
+# --------------------------------------------------------------------------- generic helper
+def xy_chart(rows: Iterable[Mapping], *, x: str, y: str, x_title: str, y_title: str, color: str | None = None,
+             color_title: str | None = None, mark: str = "line", log_x: bool = False, log_y: bool = False,
+             x_type: str = "quantitative", tooltip_formats: Mapping[str, str] | None = None,
+             zoom: bool = False, title: str | None = None, width: int = 420, height: int = 260) -> alt.Chart:
+    """Line / point / bar chart of ``rows`` with tooltips, titled axes and a legend selection on ``color``."""
+    check_choice("mark", mark, ("line", "point", "bar"))
+    check_choice("x_type", x_type, ("quantitative", "ordinal", "nominal"))
+    _need_title("x_title", x_title)
+    _need_title("y_title", y_title)
+    width, height = _size(width, height)
+    numeric = [y] + ([x] if x_type == "quantitative" else [])
+    text = ([] if x_type == "quantitative" else [x]) + ([color] if color else [])
+    positive = ([x] if log_x else []) + ([y] if log_y else [])
+    data = tidy_rows("rows", rows, numeric, text, positive)
+    fmts = dict(tooltip_formats or {})
+    tips = [alt.Tooltip(f"{f}:Q", title=t, format=fmts.get(f, ".4g")) if f in numeric
+            else alt.Tooltip(f"{f}:N", title=t)
+            for f, t in ((color, color_title or color), (x, x_title), (y, y_title)) if f]
+    xs = alt.X(x, type=x_type, title=x_title, scale=alt.Scale(type="log") if log_x else alt.Scale(zero=False)) \
+        if x_type == "quantitative" else alt.X(x, type=x_type, title=x_title)
+    ys = alt.Y(y, type="quantitative", title=y_title,
+               scale=alt.Scale(type="log") if log_y else alt.Scale(zero=mark == "bar"))
+    base = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title))
+    marks = {"line": base.mark_line(point=alt.OverlayMarkDef(size=24, filled=True)),
+             "point": base.mark_point(filled=True, size=50), "bar": base.mark_bar()}[mark]
+    enc = dict(x=xs, y=ys, tooltip=tips)
+    params = []
+    if color:
+        sel = alt.selection_point(fields=[color], bind="legend")
+        params.append(sel)
+        enc["color"] = alt.Color(color, type="nominal", title=color_title or color,
+                                 sort=sorted({r[color] for r in data}))
+        enc["opacity"] = alt.condition(sel, alt.value(1.0), alt.value(0.15))
+    if zoom:
+        params.append(alt.selection_interval(bind="scales", encodings=["x"]))
+    return marks.encode(**enc).add_params(*params) if params else marks.encode(**enc)
+
+
+# --------------------------------------------------------------------------- the book's charts
+def loss_curve_chart(records: Iterable[Mapping], *, x: str = "tokens", y: str = "loss", run: str = "run",
+                     x_title: str | None = None, y_title: str = LOSS_TITLE, log_x: bool = False,
+                     log_y: bool = False, title: str | None = None, width: int = 420, height: int = 260) -> alt.Chart:
+    """Training curves: one line per ``run`` (rows ``{run, tokens|step, loss}``; optional ``split``).
+
+    Click a legend entry to highlight a run; drag / scroll to zoom the x axis; hover for values. With a
+    ``split`` field (e.g. train / validation) the splits are drawn with different dashes.
+    """
+    check_choice("x", x, ("tokens", "step"))
+    x_title = x_title or {"tokens": "training tokens", "step": "training step (optimizer updates)"}[x]
+    if not isinstance(records, (Mapping, str, bytes)):
+        records = list(records)
+        has_split = bool(records) and isinstance(records[0], Mapping) and "split" in records[0]
+    else:
+        has_split = False
+    data = tidy_rows("records", records, [x, y], [run] + (["split"] if has_split else []),
+                     positive=([x] if log_x else []) + ([y] if log_y else []))
+    width, height = _size(width, height)
+    sel = alt.selection_point(fields=[run], bind="legend")
+    zoom = alt.selection_interval(bind="scales", encodings=["x"])
+    tips = [alt.Tooltip(f"{run}:N", title="run"), alt.Tooltip(f"{x}:Q", title=x_title, format=",.0f"),
+            alt.Tooltip(f"{y}:Q", title=y_title, format=".4f")]
+    if has_split:
+        tips.insert(1, alt.Tooltip("split:N", title="split"))
+    enc = dict(
+        x=alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(type="log") if log_x else alt.Scale(zero=False),
+                axis=alt.Axis(format="~s")),
+        y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log") if log_y else alt.Scale(zero=False)),
+        color=alt.Color(f"{run}:N", title="run", sort=sorted({r[run] for r in data})),
+        opacity=alt.condition(sel, alt.value(1.0), alt.value(0.15)),
+        tooltip=tips,
+    )
+    if has_split:
+        enc["strokeDash"] = alt.StrokeDash("split:N", title="split")
+    base = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title))
+    line = base.mark_line(strokeWidth=1.8).encode(**{k: v for k, v in enc.items() if k != "tooltip"})
+    pts = base.mark_point(filled=True, size=28).encode(**{k: v for k, v in enc.items() if k != "strokeDash"})
+    return alt.layer(line.add_params(zoom), pts.add_params(sel))
+
+
+def loss_vs_experts_chart(points: Iterable[Mapping], fitted_lines: Iterable[Mapping] | None = None, *,
+                          y_title: str = LOSS_TITLE, title: str | None = None,
+                          width: int = 420, height: int = 300) -> alt.Chart:
+    """The paper's Figure 1a: loss vs E on log-log axes, one colour per model size N.
+
+    ``points`` are measured runs ``{N, E, loss}``; ``fitted_lines`` (optional) are the law's predictions
+    ``{N, E, loss}`` on a dense E grid, drawn as lines in the same colour. Click a legend entry to pick
+    sizes; hover a point for N, E and loss.
+    """
+    pts = tidy_rows("points", points, ["N", "E", "loss"], positive=["N", "E", "loss"])
+    lines = tidy_rows("fitted_lines", fitted_lines, ["N", "E", "loss"], positive=["N", "E", "loss"]) \
+        if fitted_lines is not None else []
+    width, height = _size(width, height)
+    for r in pts + lines:
+        r["size"] = si(r["N"])
+    order = _label_sort(pts + lines, "N", "size")
+    sel = alt.selection_point(fields=["size"], bind="legend")
+    x = alt.X("E:Q", title="experts E (count, log scale)", scale=alt.Scale(type="log", base=2),
+              axis=alt.Axis(values=sorted({2 ** k for k in range(13)}), format="~d"))
+    lo, hi = min(r["loss"] for r in pts + lines), max(r["loss"] for r in pts + lines)
+    y = alt.Y("loss:Q", title=y_title + ", log scale", axis=alt.Axis(format=".3~f", tickCount=6),
+              scale=alt.Scale(type="log", nice=False, domain=[lo / 1.01, hi * 1.01]))
+    color = alt.Color("size:N", title="N (parameters)", sort=order, scale=alt.Scale(scheme="viridis"))
+    op = alt.condition(sel, alt.value(1.0), alt.value(0.12))
+    dot = alt.Chart(alt.Data(values=pts), width=width, height=height, title=_title(title)).mark_point(
+        filled=True, size=60).encode(
+        x=x, y=y, color=color, opacity=op,
+        tooltip=[alt.Tooltip("size:N", title="N"), alt.Tooltip("N:Q", title="N (exact)", format=",.0f"),
+                 alt.Tooltip("E:Q", title="experts E", format="d"), alt.Tooltip("loss:Q", title=y_title, format=".4f")],
+    ).add_params(sel)
+    if not lines:
+        return dot
+    fit = alt.Chart(alt.Data(values=lines)).mark_line(strokeWidth=1.5).encode(
+        x=x, y=y, color=color, opacity=op, detail="size:N",
+        tooltip=[alt.Tooltip("size:N", title="N"), alt.Tooltip("E:Q", title="experts E", format=".3g"),
+                 alt.Tooltip("loss:Q", title="fitted " + y_title, format=".4f")],
+    )
+    return alt.layer(fit, dot)
+
+
+def iso_loss_chart(curves: Iterable[Mapping], *, points: Iterable[Mapping] | None = None,
+                   title: str | None = None, loss_title: str = "loss (nats/token)",
+                   width: int = 420, height: int = 300) -> alt.Chart:
+    """The paper's Figure 1b: iso-loss curves, the N needed at each E for a given loss (log-log).
+
+    ``curves`` rows ``{loss, E, N}`` (one curve per loss level, e.g. from ``laws.iso_loss_curve``);
+    optional ``points`` ``{N, E}`` mark the measured models. Click a legend entry to pick a level.
+    """
+    rows = tidy_rows("curves", curves, ["loss", "E", "N"], positive=["loss", "E", "N"])
+    width, height = _size(width, height)
+    for r in rows:
+        r["level"] = f"{r['loss']:.3f}"
+    order = _label_sort(rows, "loss", "level")
+    sel = alt.selection_point(fields=["level"], bind="legend")
+    x = alt.X("E:Q", title="experts E (count, log scale)", scale=alt.Scale(type="log", base=2),
+              axis=alt.Axis(values=sorted({2 ** k for k in range(13)}), format="~d"))
+    y = alt.Y("N:Q", title="N, dense parameters for that loss (log scale)", scale=alt.Scale(type="log", nice=False),
+              axis=alt.Axis(format="~s"))
+    chart = alt.Chart(alt.Data(values=rows), width=width, height=height, title=_title(title)).mark_line(
+        strokeWidth=1.8, point=alt.OverlayMarkDef(size=16, filled=True)).encode(
+        x=x, y=y, detail="level:N",
+        color=alt.Color("level:N", title=loss_title, sort=order, scale=alt.Scale(scheme="plasma")),
+        opacity=alt.condition(sel, alt.value(1.0), alt.value(0.12)),
+        tooltip=[alt.Tooltip("level:N", title=loss_title), alt.Tooltip("E:Q", title="experts E", format=".3g"),
+                 alt.Tooltip("N:Q", title="N (parameters)", format=".3s")],
+    ).add_params(sel)
+    if points is None:
+        return chart
+    pts = tidy_rows("points", points, ["N", "E"], positive=["N", "E"])
+    dots = alt.Chart(alt.Data(values=pts)).mark_point(shape="diamond", size=50, color="black").encode(
+        x=x, y=y, tooltip=[alt.Tooltip("N:Q", title="N (parameters)", format=".3s"),
+                           alt.Tooltip("E:Q", title="experts E", format="d")])
+    return alt.layer(chart, dots)
+
+
+enable_offline()
+
+
+# --------------------------------------------------------------------------- scaling-law chapters (03-06)
+# Builders for the law chapters; rows come from ``routing_laws.explore``. The two interactive law
+# charts compute Eq. 1, E-hat and the EPC in the browser with Vega expressions from the coefficients
+# passed as data (the book is static HTML); ``explore.evaluate_chart`` re-runs those expressions in
+# Python so a chapter can check them against ``laws.effective_params``.
+LAW_EXPRESSIONS = (  # (field, Vega expression); params log10_N, log2_E, unrounded; datum = coefficient row
+    ("cc", "datum.c + unrounded * (datum.c_unrounded - datum.c)"),
+    ("N", "pow(10, log10_N)"),
+    ("E", "pow(2, log2_E)"),
+    ("s", "1 / datum.e_start - 1 / datum.e_max"),
+    ("E_hat", "1 / (datum.s / ((datum.E - 1) * datum.s + 1) + 1 / datum.e_max)"),
+    ("z", "log(datum.E_hat) / LN10"),
+    ("z1", "log(datum.e_start) / LN10"),
+    ("logL", "datum.a * log10_N + datum.b * datum.z + datum.cc * log10_N * datum.z + datum.d"),
+    ("loss", "pow(10, datum.logL)"),
+    ("slope", "datum.a + datum.cc * datum.z1"),
+    ("epc", "pow(10, (datum.logL - datum.b * datum.z1 - datum.d) / datum.slope)"),
+    ("multiplier", "datum.epc / datum.N"),
+)
+_COEF_FIELDS = ["a", "b", "c", "d", "e_start", "e_max", "c_unrounded"]
+
+
+def _coef_rows(coef_rows: Iterable[Mapping]) -> list[dict]:
+    return tidy_rows("coef_rows", coef_rows, _COEF_FIELDS, ["router"], positive=["e_start", "e_max"])
+
+
+def _law_params(N_default: float, log10_N_range: tuple[float, float], with_E: bool, E_default: int,
+                routers: list[str] | None):
+    lo, hi = log10_N_range
+    params = [alt.param(name="log10_N", value=math.log10(N_default),
+                        bind=alt.binding_range(min=lo, max=hi, step=0.01, name="log10 N (dense parameters) ")),
+              alt.param(name="unrounded", value=False, bind=alt.binding_checkbox(name="use un-rounded c "))]
+    if with_E:
+        params.insert(1, alt.param(name="log2_E", value=int(round(math.log2(E_default))),
+                                   bind=alt.binding_range(min=0, max=10, step=1, name="log2 E (experts = 2^x) ")))
+    if routers:
+        params.append(alt.param(name="router_choice", value=routers[0],
+                                bind=alt.binding_select(options=routers, name="router ")))
+    return params
+
+
+def _calc(chart: alt.Chart, upto: str) -> alt.Chart:
+    for name, expr in LAW_EXPRESSIONS:
+        chart = chart.transform_calculate(**{name: expr})
+        if name == upto:
+            break
+    return chart
+
+
+def points_lines_chart(points: Iterable[Mapping], lines: Iterable[Mapping] | None = None, *, x: str, y: str,
+                       color: str, x_title: str, y_title: str, color_title: str, log_x: bool = True,
+                       log_y: bool = True, select: str | None = None, select_title: str | None = None,
+                       tooltip: Sequence[str] = (), color_order: Sequence[str] | None = None,
+                       title: str | None = None, width: int = 420, height: int = 300) -> alt.Chart:
+    """Measured points plus (optional) law lines in the same colours, e.g. loss vs E per N for one router.
+
+    ``points`` / ``lines`` rows hold ``x``, ``y`` and the text field ``color`` (lines: one per colour
+    value; ``color_order`` fixes the legend order); ``select`` names a text field (e.g. router) to filter
+    by with a dropdown. Click a legend
+    entry to highlight; hover for values; extra ``tooltip`` fields (numeric or text) are shown too.
+    """
+    _need_title("x_title", x_title)
+    _need_title("y_title", y_title)
+    width, height = _size(width, height)
+    text = [color] + ([select] if select else [])
+    pts_in = list(points)
+    extra_num = [f for f in tooltip if pts_in and isinstance(pts_in[0].get(f), (int, float)) and f not in (x, y)]
+    extra_txt = [f for f in tooltip if f not in extra_num and f not in text]
+    positive = ([x] if log_x else []) + ([y] if log_y else [])
+    pts = tidy_rows("points", pts_in, [x, y, *extra_num], [*text, *extra_txt], positive)
+    lns = tidy_rows("lines", lines, [x, y], text, positive) if lines is not None else []
+    labels = {r[color] for r in pts + lns}
+    order = [c for c in (color_order or []) if c in labels] + sorted(labels - set(color_order or []))
+    sel = alt.selection_point(fields=[color], bind="legend")
+    xs = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(type="log") if log_x else alt.Scale(zero=False),
+               axis=alt.Axis(format="~s") if log_x else alt.Undefined)
+    ys = alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(type="log", nice=False) if log_y else alt.Scale(zero=False),
+               axis=alt.Axis(format=".3~f", tickCount=6))
+    col = alt.Color(f"{color}:N", title=color_title, sort=order)
+    op = alt.condition(sel, alt.value(1.0), alt.value(0.12))
+    tips = ([alt.Tooltip(f"{select}:N", title=select_title or select)] if select else []) + [
+        alt.Tooltip(f"{color}:N", title=color_title), alt.Tooltip(f"{x}:Q", title=x_title, format=".4~s"),
+        alt.Tooltip(f"{y}:Q", title=y_title, format=".4f")] + [
+        alt.Tooltip(f"{f}:Q", title=f, format=".4~g") for f in extra_num] + [
+        alt.Tooltip(f"{f}:N", title=f) for f in extra_txt]
+    dot = alt.Chart(alt.Data(values=pts), width=width, height=height, title=_title(title)).mark_point(
+        filled=True, size=55).encode(x=xs, y=ys, color=col, opacity=op, tooltip=tips).add_params(sel)
+    layers = [dot]
+    if lns:
+        layers.insert(0, alt.Chart(alt.Data(values=lns)).mark_line(strokeWidth=1.5).encode(
+            x=xs, y=ys, color=col, opacity=op, detail=f"{color}:N",
+            tooltip=[alt.Tooltip(f"{color}:N", title=color_title), alt.Tooltip(f"{x}:Q", title=x_title, format=".4~s"),
+                     alt.Tooltip(f"{y}:Q", title="law: " + y_title, format=".4f")]))
+    if select:
+        options = sorted({r[select] for r in pts + lns})
+        pick = alt.param(name="pick_" + re.sub(r"\W", "_", select), value=options[0],
+                         bind=alt.binding_select(options=options, name=(select_title or select) + " "))
+        layers = [lay.transform_filter(f"datum.{select} == {pick.name}") for lay in layers]
+        return alt.layer(*layers).add_params(pick)
+    return alt.layer(*layers) if len(layers) > 1 else dot
+
+
+def interval_chart(rows: Iterable[Mapping], *, title: str | None = None, width: int = 400) -> alt.VConcatChart:
+    """Fitted coefficients with 95% intervals (bars), one panel per parameter, the paper's value as a red
+    diamond. Rows ``{router, param, fit, lo, hi[, paper]}``; hover for the numbers."""
+    rows = list(rows)
+    has_paper = bool(rows) and all("paper" in r for r in rows)
+    data = tidy_rows("rows", rows, ["fit", "lo", "hi"] + (["paper"] if has_paper else []), ["router", "param"])
+    width, _ = _size(width, 100)
+    panels = []
+    for p in list(dict.fromkeys(r["param"] for r in data)):
+        sub = [r for r in data if r["param"] == p]
+        y = alt.Y("router:N", title=None, sort=list(dict.fromkeys(r["router"] for r in sub)))
+        tips = [alt.Tooltip("router:N"), alt.Tooltip("fit:Q", title=f"{p} fitted", format=".5f"),
+                alt.Tooltip("lo:Q", title="95% low", format=".5f"), alt.Tooltip("hi:Q", title="95% high", format=".5f")]
+        if has_paper:
+            tips.append(alt.Tooltip("paper:Q", title=f"{p} Table 3", format=".5f"))
+        base = alt.Chart(alt.Data(values=sub), width=width, height=22 * len(sub))
+        xs = alt.X("lo:Q", title=f"{p} (dimensionless; bar = 95% bootstrap interval)", scale=alt.Scale(zero=False))
+        layer = [base.mark_rule(strokeWidth=3, opacity=0.6).encode(x=xs, x2="hi:Q", y=y, color=alt.Color(
+                     "router:N", legend=None), tooltip=tips),
+                 base.mark_point(filled=True, size=60).encode(x="fit:Q", y=y, color="router:N", tooltip=tips)]
+        if has_paper:
+            layer.append(base.mark_point(shape="diamond", size=70, color="#d62728", filled=False, strokeWidth=2).encode(
+                x="paper:Q", y=y, tooltip=tips))
+        panels.append(alt.layer(*layer))
+    return alt.vconcat(*panels, title=_title(title)).resolve_scale(x="independent")
+
+
+def epc_calculator_chart(coef_rows: Iterable[Mapping], *, N_default: float = 5e6, E_default: int = 128,
+                         log10_N_range: tuple[float, float] = (6.0, 12.5), width: int = 420,
+                         height: int = 300) -> alt.LayerChart:
+    """EPC calculator (Figure 1c, interactive): sliders for N (log) and E, a router dropdown, a checkbox
+    for the un-rounded c. The chart computes L(N, E) and the EPC from ``coef_rows`` (see
+    ``explore.law_coefficient_rows``) with ``LAW_EXPRESSIONS``, and draws the router's dense power law,
+    the routed model at N, and the dense model with the same loss at N = EPC."""
+    coefs = _coef_rows(coef_rows)
+    routers = list(dict.fromkeys(r["router"] for r in coefs))
+    width, height = _size(width, height)
+    lo, hi = log10_N_range
+    grid = [{**r, "xg": lo + (hi - lo) * i / 80} for r in coefs for i in range(81)]
+    params = _law_params(N_default, log10_N_range, True, E_default, routers)
+    pick = "datum.router == router_choice"
+    xs = alt.X("Nx:Q", title="parameters (dense N, or EPC), log scale", scale=alt.Scale(type="log",
+               domain=[10 ** lo, 10 ** hi]), axis=alt.Axis(format="~s"))
+    ys = alt.Y("Ly:Q", title=LOSS_TITLE + ", log scale", scale=alt.Scale(type="log", nice=False, zero=False),
+               axis=alt.Axis(format=".2f", tickCount=6))
+    dense = alt.Chart(alt.Data(values=grid), width=width, height=height,
+                      title="EPC calculator: move the sliders").transform_filter(pick).transform_calculate(
+        cc=LAW_EXPRESSIONS[0][1], z1=dict(LAW_EXPRESSIONS)["z1"], Nx="pow(10, datum.xg)",
+        Ly="pow(10, datum.a * datum.xg + datum.b * datum.z1 + datum.cc * datum.xg * datum.z1 + datum.d)",
+        curve="'dense power law (E = 1)'").mark_line(color="#888", strokeDash=[4, 3]).encode(
+        x=xs, y=ys, tooltip=[alt.Tooltip("curve:N", title="line"), alt.Tooltip("Nx:Q", title="dense N", format=".3s"),
+                             alt.Tooltip("Ly:Q", title="dense loss (nats/token)", format=".4f")])
+    model = _calc(alt.Chart(alt.Data(values=coefs)).transform_filter(pick), "multiplier")
+    tips = [alt.Tooltip("router:N"), alt.Tooltip("N:Q", title="N (dense params)", format=".3s"),
+            alt.Tooltip("E:Q", title="experts E", format="d"), alt.Tooltip("loss:Q", title="predicted loss", format=".4f"),
+            alt.Tooltip("epc:Q", title="EPC (parameters)", format=".3s"),
+            alt.Tooltip("multiplier:Q", title="EPC / N", format=".2f")]
+    routed = model.transform_calculate(Nx="datum.N", Ly="datum.loss").mark_point(
+        filled=True, size=110, color="#1f77b4").encode(x=xs, y=ys, tooltip=tips)
+    equiv = model.transform_calculate(Nx="datum.epc", Ly="datum.loss").mark_point(
+        shape="diamond", filled=True, size=130, color="#d62728").encode(x=xs, y=ys, tooltip=tips)
+    arrow = model.transform_calculate(Nx="datum.N", Ly="datum.loss").mark_rule(color="#d62728").encode(
+        x=xs, x2="epc:Q", y=ys)
+    label = model.transform_calculate(text=(
+        "'N = ' + format(datum.N, '.3s') + ', E = ' + format(datum.E, 'd') + ' (' + datum.router + ')|"
+        "predicted loss = ' + format(datum.loss, '.4f') + '|EPC = ' + format(datum.epc, '.3s') + '  (x' "
+        "+ format(datum.multiplier, '.2f') + ')'")).mark_text(
+        align="right", baseline="top", lineBreak="|", fontSize=12, dx=-6, dy=6).encode(
+        x=alt.value(width), y=alt.value(0), text="text:N")
+    return alt.layer(dense, arrow, routed, equiv, label).add_params(*params)
+
+
+def law_explorer_chart(coef_rows: Iterable[Mapping], *, N_default: float = 1.3e8,
+                       log10_N_range: tuple[float, float] = (6.0, 12.5), E_max: int = 512,
+                       width: int = 420, height: int = 300) -> alt.LayerChart:
+    """Explorer of the published law: L vs E (log) for every router at the N of a slider, with a checkbox
+    for the un-rounded c; computed in the browser from ``coef_rows``. Click a legend entry to highlight."""
+    coefs = _coef_rows(coef_rows)
+    width, height = _size(width, height)
+    n_steps = int(round(4 * math.log2(E_max)))
+    grid = [{**r, "log2_Eg": i / 4} for r in coefs for i in range(n_steps + 1)]
+    params = _law_params(N_default, log10_N_range, False, 1, None)
+    sel = alt.selection_point(fields=["router"], bind="legend")
+    exprs = dict(LAW_EXPRESSIONS)
+    chart = alt.Chart(alt.Data(values=grid), width=width, height=height,
+                      title="The published law: move the N slider").transform_calculate(E="pow(2, datum.log2_Eg)")
+    for name in ("cc", "N", "s", "E_hat", "z", "z1", "logL", "loss"):
+        chart = chart.transform_calculate(**{name: exprs[name]})
+    order = list(dict.fromkeys(r["router"] for r in coefs))
+    enc = dict(x=alt.X("E:Q", title="experts E (count, log scale)", scale=alt.Scale(type="log", base=2),
+                       axis=alt.Axis(values=[2 ** k for k in range(int(math.log2(E_max)) + 1)], format="~d")),
+               y=alt.Y("loss:Q", title=LOSS_TITLE, scale=alt.Scale(zero=False)),
+               color=alt.Color("router:N", title="router", sort=order),
+               opacity=alt.condition(sel, alt.value(1.0), alt.value(0.15)),
+               tooltip=[alt.Tooltip("router:N"), alt.Tooltip("N:Q", title="N (dense params)", format=".3s"),
+                        alt.Tooltip("E:Q", title="experts E", format=".3g"),
+                        alt.Tooltip("E_hat:Q", title="E-hat", format=".2f"),
+                        alt.Tooltip("loss:Q", title="predicted loss (nats/token)", format=".4f")])
+    line = chart.mark_line(strokeWidth=2).encode(**{k: v for k, v in enc.items() if k != "tooltip"})
+    pts = chart.transform_filter("datum.log2_Eg == floor(datum.log2_Eg)").mark_point(filled=True, size=40).encode(**enc)
+    return alt.layer(line, pts.add_params(sel)).add_params(*params)
