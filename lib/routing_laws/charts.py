@@ -338,7 +338,7 @@ def _coef_rows(coef_rows: Iterable[Mapping]) -> list[dict]:
 def _law_params(N_default: float, log10_N_range: tuple[float, float], with_E: bool, E_default: int,
                 routers: list[str] | None):
     lo, hi = log10_N_range
-    params = [alt.param(name="log10_N", value=math.log10(N_default),
+    params = [alt.param(name="log10_N", value=round(math.log10(N_default), 2),
                         bind=alt.binding_range(min=lo, max=hi, step=0.01, name="log10 N (dense parameters) ")),
               alt.param(name="unrounded", value=False, bind=alt.binding_checkbox(name="use un-rounded c "))]
     if with_E:

@@ -1,0 +1,485 @@
+"""Table and row builders for the scaling-law chapters (03-06): tidy rows for ``routing_laws.charts``,
+small printable tables, our sweep's runs per router, and a checker for the book's in-chart formulas.
+
+Pure numpy (no JAX, no pandas). Glossary: N dense non-embedding parameters, E experts, E_hat the
+saturating transform of E, loss validation loss (nats/token), epc the Effective Parameter Count
+(dense N with the same loss), F forward FLOPs per token, B = P / F, P total parameters. "Rows" are
+lists of plain dicts (one per point); a ``Table`` renders as HTML in notebooks and as text in print.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from routing_laws import laws
+from routing_laws.errors import ValidationError
+from routing_laws.laws import RoutedLaw
+from routing_laws.io_utils import repo_root
+
+ROUTERS = ("S-BASE", "RL-R", "HASH")
+SWEEP_TECHNIQUE = {"sbase": "S-BASE", "rlr": "RL-R", "hash": "HASH"}
+E_GRID = tuple(2 ** k for k in range(10))  # 1 .. 512, the paper's expert counts
+
+
+# ----------------------------------------------------------------------------- a printable table
+@dataclass
+class Table:
+    """Rows with named columns; ``formats[col]`` is a format spec ('.4f', ',.0f', 'si')."""
+
+    rows: list
+    columns: Sequence[str]
+    formats: Mapping[str, str] = field(default_factory=dict)
+    title: str = ""
+
+    def cell(self, row: Mapping, col: str) -> str:
+        v = row.get(col, "")
+        fmt = self.formats.get(col)
+        if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
+            if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+                return "inf" if v == math.inf else ("-inf" if v == -math.inf else "n/a")
+            if fmt == "si":
+                return si(float(v))
+            return format(v, fmt) if fmt else (f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v))
+        return str(v)
+
+    def text(self) -> str:
+        body = [[self.cell(r, c) for c in self.columns] for r in self.rows]
+        widths = [max([len(c)] + [len(b[i]) for b in body]) for i, c in enumerate(self.columns)]
+        lines = ([self.title] if self.title else []) + ["  ".join(c.rjust(w) for c, w in zip(self.columns, widths))]
+        lines += ["  ".join(x.rjust(w) for x, w in zip(b, widths)) for b in body]
+        return "\n".join(lines)
+
+    __str__ = text
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(self.cell(r, c))}</td>" for c in self.columns) + "</tr>"
+                       for r in self.rows)
+        cap = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
+        return f'<table class="routing-laws-table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def si(value: float) -> str:
+    """15e6 -> '15M', 9.37e11 -> '937B' (3 significant digits)."""
+    if not math.isfinite(value):
+        return "inf" if value > 0 else "n/a"
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _laws(laws_by_router) -> dict:
+    if not isinstance(laws_by_router, Mapping) or not laws_by_router:
+        raise ValidationError("laws", "must be a non-empty dict router -> RoutedLaw", "e.g. paper.table3()")
+    for k, v in laws_by_router.items():
+        if not isinstance(v, RoutedLaw):
+            raise ValidationError(f"laws[{k!r}]", f"must be a RoutedLaw, got {type(v).__name__}")
+    return dict(laws_by_router)
+
+
+# ----------------------------------------------------------------------------- rows of the published law
+def law_rows(law: RoutedLaw, N_values: Iterable[float], E_values: Iterable[float] = E_GRID) -> list[dict]:
+    """Eq. 1 predictions {N, E, loss} on a grid (Figure 1a's lines)."""
+    N_v, E_v = np.asarray(list(N_values), float), np.asarray(list(E_values), float)
+    return [{"N": float(n), "E": float(e), "loss": float(laws.predict_loss(n, e, law))} for n in N_v for e in E_v]
+
+
+def ehat_rows(laws_by_router, E_values: Iterable[float] = E_GRID) -> list[dict]:
+    """{router, E, E_hat} per router: the saturating transform of each fitted law."""
+    out = []
+    for r, law in _laws(laws_by_router).items():
+        E_v = np.asarray(list(E_values), float)
+        for e, eh in zip(E_v, np.atleast_1d(laws.saturating_experts(E_v, law.e_start, law.e_max))):
+            out.append({"router": r, "E": float(e), "E_hat": float(eh)})
+    return out
+
+
+def iso_loss_rows(law: RoutedLaw, losses: Iterable[float], E_values: Iterable[float] = E_GRID) -> list[dict]:
+    """{loss, E, N}: the N reaching each loss at each E (Figure 1b); unreachable points dropped."""
+    E_v = np.asarray(list(E_values), float)
+    out = []
+    for loss in losses:
+        N = np.atleast_1d(laws.iso_loss_curve(law, float(loss), E_v))
+        out += [{"loss": float(loss), "E": float(e), "N": float(n)} for e, n in zip(E_v, N) if np.isfinite(n)]
+    return out
+
+
+def coefficient_table(laws_by_router, title: str = "") -> Table:
+    """One row per router: a, b, c, d, E_start, E_max, the dense slope and N_cutoff = 10^(-b/c)."""
+    rows = [{"router": r, **law.as_dict(), "dense slope": laws.dense_slope(law), "N_cutoff": laws.cutoff_params(law)}
+            for r, law in _laws(laws_by_router).items()]
+    fmts = {"a": ".4f", "b": ".4f", "c": ".5f", "d": ".4f", "e_start": ".3f", "e_max": ".1f",
+            "dense slope": ".4f", "N_cutoff": "si"}
+    return Table(rows, ["router", *laws.LAW_PARAMS, "dense slope", "N_cutoff"], fmts, title)
+
+
+def cutoff_rows(rounded, unrounded, reported: Mapping[str, float]) -> list[dict]:
+    """Per router: c as printed, c implied by the reported cutoff, 10^(-b/c) for both, the reported value."""
+    rounded, unrounded = _laws(rounded), _laws(unrounded)
+    return [{"router": r, "c (Table 3)": rounded[r].c, "c (un-rounded)": unrounded[r].c,
+             "N_cutoff from Table 3 c": laws.cutoff_params(rounded[r]),
+             "N_cutoff from un-rounded c": laws.cutoff_params(unrounded[r]),
+             "reported N_cutoff": float(reported[r])} for r in rounded]
+
+
+def cutoff_table(rounded, unrounded, reported: Mapping[str, float], title: str = "") -> Table:
+    rows = cutoff_rows(rounded, unrounded, reported)
+    fmts = {"c (Table 3)": ".3f", "c (un-rounded)": ".6f", "N_cutoff from Table 3 c": "si",
+            "N_cutoff from un-rounded c": "si", "reported N_cutoff": "si"}
+    return Table(rows, list(rows[0]), fmts, title)
+
+
+def epc_rows(laws_by_router, N_values: Iterable[float], E_values: Iterable[float] = E_GRID) -> list[dict]:
+    """{router, N, E, loss, epc, multiplier}: every (N, E) model and its dense equivalent."""
+    out = []
+    for r, law in _laws(laws_by_router).items():
+        for n in N_values:
+            for e in E_values:
+                epc = float(laws.effective_params(float(n), float(e), law))
+                out.append({"router": r, "N": float(n), "E": float(e), "loss": float(laws.predict_loss(n, e, law)),
+                            "epc": epc, "multiplier": epc / float(n)})
+    return out
+
+
+def epc_multiplier_table(laws_by_router, N_values: Sequence[float], E_values: Sequence[float],
+                         title: str = "") -> Table:
+    """EPC / N per router (rows) and (N, E) (columns), as in research/paper.md section 5.4."""
+    cols, rows = [], []
+    for r, law in _laws(laws_by_router).items():
+        row = {"router": r}
+        for n in N_values:
+            for e in E_values:
+                key = f"{si(n)}, E={int(e)}"
+                if key not in cols:
+                    cols.append(key)
+                row[key] = float(laws.effective_params(float(n), float(e), law)) / float(n)
+        rows.append(row)
+    return Table(rows, ["router", *cols], {c: ".1f" for c in cols}, title)
+
+
+def dense_power_law_rows(alpha_N: float, N_c: float, N_values: Iterable[float]) -> list[dict]:
+    """{N, loss} of L = (N_c / N)^alpha_N (the dense line of Figure 1c)."""
+    return [{"N": float(n), "loss": float((N_c / n) ** alpha_N)} for n in N_values]
+
+
+# ----------------------------------------------------------------------------- fits beside the paper
+def fit_laws(tables: Mapping[str, tuple], *, bootstrap: int, seed: int = 0) -> dict:
+    """router -> FitResult of Eq. 1 (with E_hat) on (N, E, loss) arrays."""
+    return {r: laws.fit_routed_law(N, E, L, bootstrap=bootstrap, seed=seed) for r, (N, E, L) in tables.items()}
+
+
+def fit_comparison_table(fits: Mapping, published: Mapping[str, RoutedLaw] | None = None,
+                         unrounded_c: Mapping[str, float] | None = None, title: str = "") -> Table:
+    """Per router and parameter: fit, 95% bootstrap interval, Table 3's value and whether it lies inside."""
+    rows = []
+    for r, fit in fits.items():
+        for p in laws.LAW_PARAMS:
+            lo, hi = fit.ci[p]
+            row = {"router": r, "param": p, "fit": getattr(fit.law, p), "95% low": lo, "95% high": hi}
+            if published and r in published:
+                ref = unrounded_c[r] if (p == "c" and unrounded_c and r in unrounded_c) else getattr(published[r], p)
+                row["Table 3"] = ref
+                row["inside"] = "yes" if lo <= ref <= hi else ("no" if math.isfinite(lo) else "n/a")
+            rows.append(row)
+        rows.append({"router": r, "param": "RMSE log10 L", "fit": fit.rmse})
+    cols = ["router", "param", "fit", "95% low", "95% high"] + (["Table 3", "inside"] if published else [])
+    return Table(rows, cols, {c: ".4g" for c in ("fit", "95% low", "95% high", "Table 3")}, title)
+
+
+def interval_rows(fits: Mapping, published: Mapping[str, RoutedLaw] | None = None,
+                  params: Sequence[str] = ("a", "b", "c", "d")) -> list[dict]:
+    """{router, param, fit, lo, hi[, paper]} for ``charts.interval_chart``."""
+    out = []
+    for r, fit in fits.items():
+        for p in params:
+            lo, hi = fit.ci[p]
+            v = getattr(fit.law, p)
+            row = {"router": r, "param": p, "fit": v, "lo": lo if math.isfinite(lo) else v,
+                   "hi": hi if math.isfinite(hi) else v}
+            if published and r in published:
+                row["paper"] = getattr(published[r], p)
+            out.append(row)
+    return out
+
+
+def residual_rows(N, E, loss, law: RoutedLaw, router: str = "") -> list[dict]:
+    """{router, N, E, experts, loss, fitted, residual} with residual = log10 L - log10 L_fit."""
+    N, E, loss = (np.asarray(x, float) for x in (N, E, loss))
+    pred = np.atleast_1d(laws.predict_loss(N, E, law))
+    return [{"router": router, "N": float(n), "E": float(e), "experts": f"E={int(e)}", "loss": float(l),
+             "fitted": float(p), "residual": float(np.log10(l) - np.log10(p))}
+            for n, e, l, p in zip(N, E, loss, pred)]
+
+
+def ranking_rows(laws_by_router, N_values: Sequence[float], E: float = 64) -> list[dict]:
+    """Per N: routers ordered by predicted loss at ``E`` experts (lower is better)."""
+    lw = _laws(laws_by_router)
+    out = []
+    for n in N_values:
+        pred = sorted((float(laws.predict_loss(n, E, law)), r) for r, law in lw.items())
+        out.append({"N": si(n), "E": int(E), "ranking (best first)": " > ".join(r for _, r in pred),
+                    **{f"L {r}": v for v, r in sorted(pred, key=lambda t: t[1])}})
+    return out
+
+
+def benefit_rows(laws_by_router, N_values: Iterable[float], E: float = 64) -> list[dict]:
+    """{router, N, benefit}: the loss reduction of E experts over dense at size N, in % of the dense loss."""
+    out = []
+    for r, law in _laws(laws_by_router).items():
+        for n in N_values:
+            l1, le = float(laws.predict_loss(n, 1, law)), float(laws.predict_loss(n, E, law))
+            out.append({"router": r, "N": float(n), "benefit": 100 * (l1 - le) / l1, "E": float(E)})
+    return out
+
+
+def extrapolation_table(tables: Mapping[str, tuple], title: str = "") -> Table:
+    """Per router: fit without the largest N, predict it (``laws.extrapolation_check``), errors in log10 L."""
+    rows = []
+    for r, (N, E, L) in tables.items():
+        try:
+            ex = laws.extrapolation_check(N, E, L)
+        except ValidationError as e:
+            rows.append({"router": r, "held-out N": "n/a", "note": str(e)})
+            continue
+        rows.append({"router": r, "held-out N": si(ex.held_out_N), "train runs": ex.n_train, "test runs": ex.n_test,
+                     "RMSE train": ex.rmse_train, "RMSE held-out": ex.rmse_test, "mean error": ex.mean_residual_test})
+    cols = ["router", "held-out N", "train runs", "test runs", "RMSE train", "RMSE held-out", "mean error"]
+    if any("note" in r for r in rows):
+        cols.append("note")
+    return Table(rows, cols, {"RMSE train": ".4f", "RMSE held-out": ".4f", "mean error": "+.4f"}, title)
+
+
+# ----------------------------------------------------------------------------- the paper's raw runs
+def main_grid_tables(runs, loss_column: str = "loss_validation") -> dict:
+    """router -> (N, E, loss) of the paper's main grid (k = 1, R = 0.5, dense runs at E = 1)."""
+    from routing_laws import paper
+
+    out = {}
+    for r in ROUTERS:
+        g = paper.main_grid(r, runs=runs, loss_column=loss_column)
+        out[r] = (g["N"], g["E"], g["loss"])
+    return out
+
+
+def size_labels(runs) -> dict:
+    """Dense N -> the paper's size label ('15M', ..., '1.3B'), ordered by N."""
+    t = runs.final()
+    pairs = sorted(set(zip(t["dense_parameter_count"].tolist(), t["model_size_label"].tolist())))
+    return {float(n): str(lab) for n, lab in pairs}
+
+
+def runs_overview(runs) -> Table:
+    """Runs per router type and size label (final steps), with how many are main-grid (k = 1, R = 0.5)."""
+    t = runs.final()
+    rows = []
+    for router in sorted(set(t["router_type"].tolist())):
+        m = t["router_type"] == router
+        main = m & (t["k"] == 1) & np.isclose(t["routing_frequency"], 0.5) & np.isclose(t["flop_increase"], 1.0)
+        sizes = sorted(set(t["model_size_label"][m].tolist()), key=lambda s: float(s[:-1]) * (1e3 if s[-1] == "B" else 1))
+        rows.append({"router": router, "runs": int(m.sum()), "main grid": int(main.sum()), "sizes": ", ".join(sizes),
+                     "experts": ", ".join(str(e) for e in sorted(set(t["num_experts"][m].tolist())))})
+    return Table(rows, ["router", "runs", "main grid", "sizes", "experts"])
+
+
+def curve_rows(runs, hyper_ids: Iterable[int], min_step: int = 10_000) -> list[dict]:
+    """{run, tokens, loss} training curves (validation loss) of the given runs from ``min_step`` on."""
+    from routing_laws import paper
+
+    out = []
+    for h in hyper_ids:
+        t = runs.where(hyper_id=int(h))
+        if not len(t):
+            raise ValidationError("hyper_ids", f"no run with hyper_id {h}", "pick ids from the runs table")
+        name = f"{t['model_size_label'][0]} {t['router_type'][0]} E={int(t['num_experts'][0])}"
+        for s, l in sorted(zip(t["step"].tolist(), t["loss_validation"].tolist())):
+            if s >= min_step and math.isfinite(l):
+                out.append({"run": name, "tokens": float(s) * paper.TOKENS_PER_STEP, "loss": float(l)})
+    return out
+
+
+def pick_runs(runs, router: str, size: str, experts: Iterable[int]) -> list[int]:
+    """hyper_ids of main-grid runs (k = 1, R = 0.5) of ``router`` (CSV spelling) at ``size`` with these E."""
+    t = runs.final()
+    out = []
+    for e in experts:
+        rt = "Dense" if e == 1 else router
+        m = ((t["router_type"] == rt) & (t["model_size_label"] == size) & (t["num_experts"] == e) & (t["k"] == 1)
+             & np.isclose(t["routing_frequency"], 0.5) & np.isclose(t["flop_increase"], 1.0))
+        if m.any():
+            out.append(int(t["hyper_id"][m][0]))
+    return out
+
+
+def eval_set_table(runs, *, title: str = "") -> Table:
+    """Eq. 1 refitted (no bootstrap) on every evaluation set x router: coefficients, RMSE, N_cutoff."""
+    from routing_laws import paper
+
+    rows = []
+    for col in paper.LOSS_COLUMNS:
+        for r, (N, E, L) in main_grid_tables(runs, col).items():
+            fit = laws.fit_routed_law(N, E, L)
+            rows.append({"evaluation set": col.removeprefix("loss_"), "router": r, "runs": fit.n_points,
+                         **fit.law.as_dict(), "RMSE log10 L": fit.rmse, "N_cutoff": laws.cutoff_params(fit.law)})
+    fmts = {"a": ".4f", "b": ".4f", "c": ".4f", "d": ".3f", "e_start": ".2f", "e_max": ".0f", "RMSE log10 L": ".4f",
+            "N_cutoff": "si"}
+    return Table(rows, ["evaluation set", "router", "runs", *laws.LAW_PARAMS, "RMSE log10 L", "N_cutoff"], fmts, title)
+
+
+def fb_fit_table(fits: Mapping, title: str = "") -> Table:
+    """Eq. 2 (F, B) fits per router: a, b, c, d with 95% intervals, RMSE in log10 L."""
+    rows = []
+    for r, fit in fits.items():
+        row = {"router": r, "runs": fit.n_points, "RMSE log10 L": fit.rmse}
+        for p in ("a", "b", "c", "d"):
+            lo, hi = fit.ci[p]
+            row[p] = f"{fit.params[p]:.4f}" + (f" [{lo:.4f}, {hi:.4f}]" if math.isfinite(lo) else "")
+        rows.append(row)
+    return Table(rows, ["router", "runs", "a", "b", "c", "d", "RMSE log10 L"], {"RMSE log10 L": ".4f"}, title)
+
+
+# ----------------------------------------------------------------------------- our sweep
+@dataclass(frozen=True)
+class SweepRuns:
+    """Our finished sweep runs per router (dense E = 1 runs join every router); ``message`` explains gaps."""
+
+    path: Path
+    n_finished: int
+    n_failed: int
+    tables: dict  # router -> (N, E, loss) arrays
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.tables)
+
+
+def _fit_ready(N: np.ndarray, E: np.ndarray) -> str:
+    if np.unique(N).size < 2:
+        return f"{np.unique(N).size} model size(s) (need >= 2)"
+    if np.unique(E).size < 3:
+        return f"{np.unique(E).size} expert count(s) incl. dense (need >= 3)"
+    if len(set(zip(N.tolist(), E.tolist()))) < 6:
+        return "fewer than 6 distinct (N, E) cells"
+    return ""
+
+
+def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | None = None) -> SweepRuns:
+    """The first of ``data/runs/<profile>/runs.csv`` with enough finished top-1, R = 0.5 runs to fit Eq. 1
+    with E_hat per router; otherwise an empty result whose message says what is missing and what to run."""
+    base = Path(root) if root is not None else repo_root() / "data" / "runs"
+    notes = []
+    for prof in profiles:
+        path = base / prof / "runs.csv"
+        if not path.is_file():
+            notes.append(f"{path.relative_to(base.parent) if base.parent in path.parents else path}: missing")
+            continue
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        fin = [r for r in rows if r.get("status") == "finished" and r.get("loss") not in (None, "")]
+        failed = sum(r.get("status") == "failed" for r in rows)
+        main = [r for r in fin if int(float(r.get("K") or 1)) == 1 and math.isclose(float(r.get("R") or 0.5), 0.5)]
+        dense = [r for r in main if r["technique"] == "dense"]
+        tables, why = {}, []
+        for tech, router in SWEEP_TECHNIQUE.items():
+            sel = dense + [r for r in main if r["technique"] == tech]
+            N = np.array([float(r["N"]) for r in sel])
+            E = np.array([float(r["E"]) for r in sel])
+            L = np.array([float(r["loss"]) for r in sel])
+            gap = _fit_ready(N, E) if sel else "no runs"
+            if gap:
+                why.append(f"{router}: {gap}")
+            else:
+                tables[router] = (N, E, L)
+        if tables:
+            msg = f"{path}: {len(fin)} finished, {failed} failed runs" + (f"; not fitted: {'; '.join(why)}" if why else "")
+            return SweepRuns(path, len(fin), failed, tables, msg)
+        notes.append(f"{path}: {len(fin)} finished, {failed} failed runs, not enough to fit ({'; '.join(why)})")
+    return SweepRuns(base, 0, 0, {}, "no sweep with enough runs: " + " | ".join(notes)
+                     + ". Run `make sweep PROFILE=cpu` (about 2-3 h on 2 cores), then rebuild the book.")
+
+
+# ----------------------------------------------------------------------------- the (F, B) law
+def fb_rows(table, fit) -> list[dict]:
+    """{kind, size, label, F, B, loss, predicted} per run of an ``ablation_runs`` table under an FB fit."""
+    pred = np.atleast_1d(laws.predict_fb_loss(table["F"], table["B"], fit.law))
+    out = []
+    for i in range(len(table)):
+        k = str(table["kind"][i])
+        lab = {"dense": "dense", "main": "R=0.5, k=1", "R": f"R={table['R'][i]:.3g}", "k": f"k={int(table['k'][i])}"}[k]
+        if k == "dense" and float(table["flop_increase"][i]) > 1:
+            lab = f"dense {table['flop_increase'][i]:g}x FLOPs"
+        out.append({"kind": k, "variant": lab, "size": str(table["size"][i]), "E": float(table["E"][i]),
+                    "F": float(table["F"][i]), "B": float(table["B"][i]), "loss": float(table["loss"][i]),
+                    "predicted": float(pred[i])})
+    return out
+
+
+# ----------------------------------------------------------------------------- in-chart formulas
+def law_coefficient_rows(laws_by_router, unrounded_c: Mapping[str, float] | None = None) -> list[dict]:
+    """{router, a, b, c, c_unrounded, d, e_start, e_max}: the data the interactive charts compute from."""
+    out = []
+    for r, law in _laws(laws_by_router).items():
+        d = law.as_dict()
+        if not math.isfinite(d["e_max"]):
+            d["e_max"] = 1e300  # JSON has no inf; 1/1e300 is 0 to double precision, as 1/inf
+        out.append({"router": r, **d, "c_unrounded": float((unrounded_c or {}).get(r, law.c))})
+    return out
+
+
+_EXPR_OK = re.compile(r"^[\w\s.+\-*/(),<>=!&|?:']*$")
+_EXPR_NAMES = {"pow": math.pow, "log": math.log, "LN10": math.log(10), "exp": math.exp, "sqrt": math.sqrt,
+               "min": min, "max": max, "true": True, "false": False}
+
+
+def vega_eval(expr: str, datum: Mapping[str, float], params: Mapping[str, float]) -> float:
+    """Evaluate a Vega expression of the arithmetic subset the book's charts use (datum.x, params,
+    + - * /, pow, log, LN10) in Python, so a notebook can check a chart's formula against the library."""
+    if not isinstance(expr, str) or not _EXPR_OK.match(expr) or "__" in expr:
+        raise ValidationError("expr", f"not in the supported arithmetic subset: {expr!r}")
+    py = re.sub(r"\bdatum\.(\w+)", r"_d['\1']", expr)
+    if "?" in py or "&&" in py or "||" in py:
+        raise ValidationError("expr", "ternaries and logic are not supported", "write them arithmetically")
+    return eval(py, {"__builtins__": {}}, {**_EXPR_NAMES, **params, "_d": datum})  # noqa: S307 (checked subset)
+
+
+def chart_calculations(spec: Mapping, output: str) -> list[tuple[str, str]]:
+    """The ordered ``calculate`` transforms of the first (sub)view of a Vega-Lite ``spec`` computing ``output``."""
+    stack = [spec]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, Mapping):
+            calcs = [(t["as"], t["calculate"]) for t in node.get("transform", []) if "calculate" in t]
+            if any(a == output for a, _ in calcs):
+                return calcs
+            stack += [v for v in node.values() if isinstance(v, (Mapping, list))]
+        elif isinstance(node, list):
+            stack += node
+    raise ValidationError("output", f"no view of the chart computes {output!r}", "check the chart's transforms")
+
+
+def evaluate_chart(spec: Mapping, output: str, datum: Mapping[str, float], params: Mapping[str, float]) -> dict:
+    """Run the chart's calculate chain for one data row and slider setting; returns all computed fields."""
+    row = dict(datum)
+    for name, expr in chart_calculations(spec, output):
+        row[name] = vega_eval(expr, row, params)
+    return row
+
+
+__all__ = ["Table", "SweepRuns", "ROUTERS", "E_GRID", "si", "law_rows", "ehat_rows", "iso_loss_rows",
+           "coefficient_table", "cutoff_rows", "cutoff_table", "epc_rows", "epc_multiplier_table",
+           "dense_power_law_rows", "fit_laws", "fit_comparison_table", "interval_rows", "residual_rows",
+           "ranking_rows", "benefit_rows", "extrapolation_table", "main_grid_tables", "size_labels", "runs_overview",
+           "curve_rows", "pick_runs", "eval_set_table", "fb_fit_table", "read_sweep", "fb_rows", "law_coefficient_rows", "vega_eval",
+           "chart_calculations", "evaluate_chart"]

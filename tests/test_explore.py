@@ -1,0 +1,120 @@
+"""Tests of routing_laws.explore: rows and tables against the laws module, the sweep reader, and the
+Vega-expression evaluator against the library (the interactive charts' formulas)."""
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from routing_laws import charts, explore, laws
+from routing_laws.errors import ValidationError
+
+LAW = laws.RoutedLaw(-0.082, -0.108, 0.009, 1.104, 1.847, 314.478)
+LAWS = {"S-BASE": LAW, "HASH": laws.RoutedLaw(-0.087, -0.136, 0.012, 1.157, 4.175, 477.741)}
+
+
+def test_rows_match_the_law():
+    rng = np.random.default_rng(0)
+    N = 10 ** rng.uniform(6, 10, 5)
+    E = 2.0 ** rng.integers(0, 10, 4)
+    for row in explore.law_rows(LAW, N, E):
+        assert row["loss"] == pytest.approx(float(laws.predict_loss(row["N"], row["E"], LAW)), rel=1e-12)
+    for row in explore.epc_rows(LAWS, N, E):
+        law = LAWS[row["router"]]
+        # slow reference: the dense size with the same loss, by bisection in log N
+        lo, hi = 0.0, 20.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if laws.predict_loss(10 ** mid, 1.0, law) > row["loss"] else (lo, mid)
+        assert math.log10(row["epc"]) == pytest.approx(lo, abs=1e-9)
+        assert row["multiplier"] == pytest.approx(row["epc"] / row["N"])
+    for row in explore.iso_loss_rows(LAW, [2.5, 3.0], E):
+        assert float(laws.predict_loss(row["N"], row["E"], LAW)) == pytest.approx(row["loss"], rel=1e-9)
+
+
+def test_cutoff_rows_and_table():
+    un = {"S-BASE": laws.RoutedLaw(-0.082, -0.108, 0.009021, 1.104, 1.847, 314.478), "HASH": LAWS["HASH"]}
+    rows = explore.cutoff_rows(LAWS, un, {"S-BASE": 937e9, "HASH": 83e9})
+    assert rows[0]["N_cutoff from un-rounded c"] == pytest.approx(10 ** (0.108 / 0.009021))
+    assert rows[0]["N_cutoff from Table 3 c"] == pytest.approx(1e12)
+    text = explore.cutoff_table(LAWS, un, {"S-BASE": 937e9, "HASH": 83e9}).text()
+    assert "1T" in text and "937B" in text
+    assert "<table" in explore.coefficient_table(LAWS)._repr_html_()
+
+
+def test_multiplier_table_and_ranking():
+    t = explore.epc_multiplier_table(LAWS, [15e6], [64])
+    assert t.rows[0]["15M, E=64"] == pytest.approx(float(laws.effective_params(15e6, 64, LAW)) / 15e6)
+    rank = explore.ranking_rows(LAWS, [1e8], E=64)[0]
+    best = min(LAWS, key=lambda r: float(laws.predict_loss(1e8, 64, LAWS[r])))
+    assert rank["ranking (best first)"].startswith(best)
+
+
+def test_chart_expressions_agree_with_the_library():
+    rng = np.random.default_rng(1)
+    coef = explore.law_coefficient_rows(LAWS, {"S-BASE": 0.009021})
+    spec = charts.epc_calculator_chart(coef).to_dict()
+    for _ in range(20):
+        row = coef[rng.integers(len(coef))]
+        x, k, unr = rng.uniform(6, 12), int(rng.integers(0, 11)), bool(rng.integers(2))
+        out = explore.evaluate_chart(spec, "epc", row, {"log10_N": x, "log2_E": k, "unrounded": unr})
+        law = LAWS[row["router"]]
+        if unr:
+            law = laws.RoutedLaw(law.a, law.b, row["c_unrounded"], law.d, law.e_start, law.e_max)
+        assert out["loss"] == pytest.approx(float(laws.predict_loss(10 ** x, 2.0 ** k, law)), rel=1e-10)
+        assert out["epc"] == pytest.approx(float(laws.effective_params(10 ** x, 2.0 ** k, law)), rel=1e-8)
+    # the explorer shares the formulas
+    ex = charts.law_explorer_chart(coef).to_dict()
+    assert [a for a, _ in explore.chart_calculations(ex, "loss")][-1] == "loss"
+
+
+def test_vega_eval_rejects_code():
+    assert explore.vega_eval("pow(2, datum.x) + k", {"x": 3}, {"k": 1}) == 9
+    for bad in ["__import__('os')", "a ? 1 : 2", "open('x')[0]"]:
+        with pytest.raises((ValidationError, NameError)):
+            explore.vega_eval(bad, {}, {"a": 1})
+
+
+def _write_runs(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["run_id", "status", "technique", "size", "N", "E", "K", "R", "loss"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_read_sweep_fits_a_synthetic_grid(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = []
+    for n in (1e5, 2e5, 4e5, 8e5):
+        rows.append({"run_id": f"d{n}", "status": "finished", "technique": "dense", "size": "x", "N": n, "E": 1,
+                     "K": 1, "R": 0.5, "loss": float(laws.predict_loss(n, 1, LAW)) * (1 + 1e-4 * rng.normal())})
+        for tech in ("sbase", "hash"):
+            for e in (4, 16, 64, 256):
+                rows.append({"run_id": f"{tech}{n}{e}", "status": "finished", "technique": tech, "size": "x", "N": n,
+                             "E": e, "K": 1, "R": 0.5,
+                             "loss": float(laws.predict_loss(n, e, LAW)) * (1 + 1e-4 * rng.normal())})
+    rows.append({"run_id": "bad", "status": "failed", "technique": "rlr", "size": "x", "N": "", "E": 4, "K": 1,
+                 "R": 0.5, "loss": ""})
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    sw = explore.read_sweep(("smoke", "cpu"), root=tmp_path)
+    assert sw.ok and set(sw.tables) == {"S-BASE", "HASH"} and sw.n_failed == 1 and "RL-R" in sw.message
+    fits = explore.fit_laws(sw.tables, bootstrap=0)
+    assert fits["S-BASE"].law.b + fits["S-BASE"].law.c * 6 == pytest.approx(LAW.b + LAW.c * 6, abs=0.01)
+    t = explore.extrapolation_table(sw.tables)
+    assert t.rows[0]["RMSE held-out"] < 0.005
+
+
+def test_read_sweep_says_what_to_run(tmp_path):
+    _write_runs(tmp_path / "cpu" / "runs.csv", [{"run_id": "d", "status": "finished", "technique": "dense",
+                                                 "size": "x", "N": 1e5, "E": 1, "K": 1, "R": 0.5, "loss": 3.0}])
+    sw = explore.read_sweep(("cpu",), root=tmp_path)
+    assert not sw.ok and "make sweep PROFILE=cpu" in sw.message and "model size" in sw.message
+    assert not explore.read_sweep(("gpu",), root=tmp_path).ok
+
+
+def test_validation():
+    with pytest.raises(ValidationError):
+        explore.ehat_rows({})
+    with pytest.raises(ValidationError):
+        explore.coefficient_table({"x": 1})
