@@ -512,3 +512,100 @@ def law_explorer_chart(coef_rows: Iterable[Mapping], *, N_default: float = 1.3e8
     line = chart.mark_line(strokeWidth=2).encode(**{k: v for k, v in enc.items() if k != "tooltip"})
     pts = chart.transform_filter("datum.log2_Eg == floor(datum.log2_Eg)").mark_point(filled=True, size=40).encode(**enc)
     return alt.layer(line, pts.add_params(sel)).add_params(*params)
+
+
+# --------------------------------------------------------------------------- routing and performance charts
+# (builders for the 'Routing networks', 'Performance' and 'Running at scale' chapters)
+def grouped_bar_chart(rows: Iterable[Mapping], *, x: str, y: str, group: str, x_title: str, y_title: str,
+                      group_title: str | None = None, rule_y: float | None = None, rule_label: str = "reference",
+                      y_format: str = ".3f", title: str | None = None, width: int = 420,
+                      height: int = 240) -> alt.LayerChart:
+    """Bars of ``y`` per ``x`` category, one bar per ``group`` side by side (not stacked); optional
+    horizontal reference rule at ``rule_y`` (e.g. the uniform share 1/E). Click a legend entry to
+    highlight a group; hover for values."""
+    _need_title("x_title", x_title)
+    _need_title("y_title", y_title)
+    width, height = _size(width, height)
+    data = tidy_rows("rows", rows, [y], [x, group])
+    order = list(dict.fromkeys(r[group] for r in data))
+    sel = alt.selection_point(fields=[group], bind="legend")
+    tips = [alt.Tooltip(f"{group}:N", title=group_title or group), alt.Tooltip(f"{x}:N", title=x_title),
+            alt.Tooltip(f"{y}:Q", title=y_title, format=y_format)]
+    bars = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title)).mark_bar().encode(
+        x=alt.X(f"{x}:N", title=x_title, sort=list(dict.fromkeys(r[x] for r in data)), axis=alt.Axis(labelAngle=0)),
+        xOffset=alt.XOffset(f"{group}:N", sort=order),
+        y=alt.Y(f"{y}:Q", title=y_title),
+        color=alt.Color(f"{group}:N", title=group_title or group, sort=order),
+        opacity=alt.condition(sel, alt.value(1.0), alt.value(0.2)), tooltip=tips).add_params(sel)
+    if rule_y is None:
+        return alt.layer(bars)
+    rule_y = _num("rule_y", rule_y, False)
+    rule = alt.Chart(alt.Data(values=[{"ref": rule_y, "label": rule_label}])).mark_rule(
+        color="#555", strokeDash=[4, 3]).encode(
+        y="ref:Q", tooltip=[alt.Tooltip("label:N", title="line"), alt.Tooltip("ref:Q", title=y_title, format=y_format)])
+    return alt.layer(bars, rule)
+
+
+def slider_bar_chart(rows: Iterable[Mapping], *, x: str, y: str, step: str, x_title: str, y_title: str,
+                     step_name: str, rule_y: float | None = None, rule_label: str = "reference",
+                     y_format: str = ".3f", title: str | None = None, width: int = 420,
+                     height: int = 240) -> alt.LayerChart:
+    """Bars of ``y`` per ``x`` at one value of the integer field ``step``, picked with a slider below the
+    chart (e.g. expert loads after each Sinkhorn sweep). Starts at the last step; hover for values."""
+    _need_title("x_title", x_title)
+    _need_title("y_title", y_title)
+    width, height = _size(width, height)
+    data = tidy_rows("rows", rows, [y, step], [x])
+    steps = sorted({int(r[step]) for r in data})
+    slider = alt.param(name="step_choice", value=steps[-1],
+                       bind=alt.binding_range(min=steps[0], max=steps[-1], step=1, name=step_name + " "))
+    y_max = max(r[y] for r in data) * 1.05
+    tips = [alt.Tooltip(f"{step}:Q", title=step_name, format="d"), alt.Tooltip(f"{x}:N", title=x_title),
+            alt.Tooltip(f"{y}:Q", title=y_title, format=y_format)]
+    bars = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title)).transform_filter(
+        f"datum.{step} == step_choice").mark_bar().encode(
+        x=alt.X(f"{x}:N", title=x_title, sort=list(dict.fromkeys(r[x] for r in data)), axis=alt.Axis(labelAngle=0)),
+        y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(domain=[0, y_max])), tooltip=tips)
+    layers = [bars]
+    if rule_y is not None:
+        rule_y = _num("rule_y", rule_y, False)
+        layers.append(alt.Chart(alt.Data(values=[{"ref": rule_y, "label": rule_label}])).mark_rule(
+            color="#555", strokeDash=[4, 3]).encode(
+            y="ref:Q", tooltip=[alt.Tooltip("label:N", title="line"), alt.Tooltip("ref:Q", title=y_title, format=y_format)]))
+    return alt.layer(*layers).add_params(slider)
+
+
+def bench_chart(rows: Iterable[Mapping], *, title: str | None = None, width: int = 420,
+                height: int = 260) -> alt.LayerChart:
+    """Routed / dense throughput (``vs_dense``) vs experts E, one line per series (e.g. 'cpu, d=256'),
+    with the capacity-factor ceiling 1/cf and parity (1.0) as rules. Rows need ``series, n_experts,
+    vs_dense, d_model, dense_ms, routed_ms, capacity_factor`` (optional ``capacity, date, jax, device``)."""
+    width, height = _size(width, height)
+    data = tidy_rows("rows", rows, ["n_experts", "vs_dense", "d_model", "dense_ms", "routed_ms", "capacity_factor",
+                                    "capacity"], ["series", "date", "jax", "device"], positive=["n_experts", "vs_dense"],
+                     optional=["capacity", "date", "jax", "device"])
+    sel = alt.selection_point(fields=["series"], bind="legend")
+    order = sorted({r["series"] for r in data})
+    es = sorted({int(r["n_experts"]) for r in data})
+    tips = [alt.Tooltip("series:N"), alt.Tooltip("n_experts:Q", title="experts E", format="d"),
+            alt.Tooltip("d_model:Q", title="d_model", format="d"),
+            alt.Tooltip("dense_ms:Q", title="dense step (ms)", format=".2f"),
+            alt.Tooltip("routed_ms:Q", title="routed step (ms)", format=".2f"),
+            alt.Tooltip("vs_dense:Q", title="routed/dense throughput (ratio)", format=".3f"),
+            alt.Tooltip("capacity_factor:Q", title="capacity factor", format=".2f")]
+    tips += [alt.Tooltip(f"{k}:N", title=k) for k in ("device", "jax", "date") if any(k in r for r in data)]
+    base = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title))
+    enc = dict(x=alt.X("n_experts:Q", title="experts E (count, log scale)", scale=alt.Scale(type="log", base=2),
+                       axis=alt.Axis(values=es, format="~d")),
+               y=alt.Y("vs_dense:Q", title="routed / dense throughput (ratio, log scale)",
+                       scale=alt.Scale(type="log")),
+               color=alt.Color("series:N", title="series", sort=order),
+               opacity=alt.condition(sel, alt.value(1.0), alt.value(0.15)))
+    line = base.mark_line().encode(**enc)
+    pts = base.mark_point(filled=True, size=50).encode(**enc, tooltip=tips).add_params(sel)
+    cfs = sorted({r["capacity_factor"] for r in data})
+    refs = [{"ref": 1.0, "label": "parity with dense (1.0)"}] + [
+        {"ref": 1.0 / cf, "label": f"ceiling 1/cf at cf = {cf:g}"} for cf in cfs]
+    rule = alt.Chart(alt.Data(values=refs)).mark_rule(strokeDash=[4, 3], color="#777").encode(
+        y="ref:Q", tooltip=[alt.Tooltip("label:N", title="line"), alt.Tooltip("ref:Q", title="ratio", format=".3f")])
+    return alt.layer(rule, line, pts)
