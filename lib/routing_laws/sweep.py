@@ -177,8 +177,9 @@ def _finished(path: Path) -> bool:
 
 def run_sweep(profile: str | Profile, *, only: Iterable[str] | None = None, shard: tuple[int, int] = (0, 1),
               out_dir: Path | None = None, corpus: str | None = None, progress: bool = True,
-              retry_failed: bool = False) -> dict:
-    """Run (or resume) every selected run of ``profile``; returns counts of done / skipped / failed runs."""
+              retry_failed: bool = False, mesh=None) -> dict:
+    """Run (or resume) every selected run of ``profile``; returns counts of done / skipped / failed runs.
+    ``mesh`` (``parallel.make_mesh``) is passed to every run's ``train``."""
     from routing_laws import data as data_lib
     from routing_laws import train as train_lib
 
@@ -206,7 +207,7 @@ def run_sweep(profile: str | Profile, *, only: Iterable[str] | None = None, shar
                                   routing_frequency=spec.routing_frequency)
             mcfg = model_config(spec.size, vocab_size=dataset.vocab_size, seq_len=prof.seq_len, router=router)
             rec = train_lib.train(mcfg, prof.train_config(spec.seed), dataset, run_dir=out / ".checkpoints" / spec.run_id,
-                                  progress=progress, name=spec.run_id)
+                                  progress=progress, name=spec.run_id, mesh=mesh)
             rec.update(run_id=spec.run_id, spec=spec.__dict__, profile=prof.name)
             atomic_write_json(path, rec)
             shutil.rmtree(out / ".checkpoints" / spec.run_id, ignore_errors=True)

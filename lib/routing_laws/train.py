@@ -127,11 +127,13 @@ def train(
     progress: bool = True,
     stop_after_steps: int | None = None,
     name: str | None = None,
+    mesh: "jax.sharding.Mesh | None" = None,
 ) -> dict:
     """Train one model on ``train_cfg.tokens`` tokens and return its run record (also written to ``record_path``).
 
     ``run_dir`` holds the checkpoint: an interrupted run restarted with the same arguments resumes from it.
     ``stop_after_steps`` stops early (to test resumption) and returns a partial record.
+    ``mesh`` (``parallel.make_mesh``) shards the batch and the experts over devices; None: one device.
     """
     if not isinstance(model_cfg, ModelConfig):
         raise ValidationError("model_cfg", f"must be a ModelConfig, got {type(model_cfg).__name__}")
@@ -151,7 +153,6 @@ def train(
     opt = optimizer(train_cfg, total_steps)
     net = model_lib.build(model_cfg)
 
-    @jax.jit
     def train_step(params, opt_state, batch, rng):
         (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rng, batch, True)
         updates, opt_state = opt.update(grads, opt_state, params)
@@ -159,7 +160,6 @@ def train(
         metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads))
         return params, opt_state, metrics
 
-    @jax.jit
     def eval_step(params, batch):
         _, metrics = loss_fn(params, jax.random.PRNGKey(0), batch, False)
         return metrics
@@ -167,7 +167,7 @@ def train(
     eval_set = data_lib.eval_batches(dataset.val, B, T, train_cfg.eval_tokens)
 
     def evaluate(params) -> dict:
-        ms = [jax.device_get(eval_step(params, jnp.asarray(b))) for b in eval_set]
+        ms = [jax.device_get(eval_step(params, to_batch(b))) for b in eval_set]
         out = {"val_loss": float(np.mean([m["lm_loss"] for m in ms]))}
         if "load_LE" in ms[0]:
             out["load_LE"] = np.mean([m["load_LE"] for m in ms], axis=0).tolist()
@@ -189,6 +189,13 @@ def train(
     else:
         resumed_from = state["step"]
     params, opt_state = state["params"], state["opt_state"]
+    if mesh is None:
+        train_step, eval_step, to_batch = jax.jit(train_step), jax.jit(eval_step), jnp.asarray
+    else:  # checkpoints hold host arrays, so a run may resume on any mesh
+        from routing_laws import parallel
+
+        params, opt_state, train_step, eval_step, to_batch = parallel.shard_training(
+            mesh, model_cfg, B, params, opt_state, train_step, eval_step)
     step = state["step"]
     bar = _progress(total_steps, progress, name or "train")
     if bar is not None:
@@ -199,7 +206,7 @@ def train(
     compiled, last_eval = False, None
     last_stop = total_steps if stop_after_steps is None else min(total_steps, stop_after_steps)
     while step < last_stop:
-        batch = jnp.asarray(data_lib.train_batch(dataset.train, step, B, T, train_cfg.seed))
+        batch = to_batch(data_lib.train_batch(dataset.train, step, B, T, train_cfg.seed))
         params, opt_state, m = train_step(params, opt_state, batch, jax.random.fold_in(base_rng, step))
         step += 1
         window.append(m)

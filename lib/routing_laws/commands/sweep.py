@@ -16,6 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     p.add_argument("--list", action="store_true", help="list the selected runs and their status, run nothing")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--mesh", default=None, help="device mesh DATAxEXPERT (e.g. 2x4) or 'auto' (all devices on data); "
+                   "default: one device. Multi-host: see the README's Scale-out section")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,8 +41,13 @@ def run(args: argparse.Namespace) -> int:
                     status = "corrupt"
             print(f"{spec.run_id:40s} {status}")
         return 0
+    from routing_laws import parallel
+
+    parallel.init_distributed()
+    mesh_shape = parallel.parse_mesh(args.mesh)
+    mesh = parallel.make_mesh(*mesh_shape) if mesh_shape is not None else None
     counts = sweep.run_sweep(prof, only=args.only, shard=shard, out_dir=out, corpus=args.corpus,
-                             progress=not args.no_progress, retry_failed=args.retry_failed)
+                             progress=not args.no_progress, retry_failed=args.retry_failed, mesh=mesh)
     _, problems = sweep.read_records(out)
     print(f"sweep {prof.name}: {counts['selected']} selected, {counts['finished']} trained, "
           f"{counts['skipped']} already recorded, {counts['failed']} failed -> {out / 'runs.csv'}")

@@ -37,15 +37,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", default=None, help="checkpoint folder; rerunning with the same folder resumes")
     p.add_argument("--checkpoint-every", type=_positive_int, default=0, help="steps between checkpoints (default: only at the end)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--mesh", default=None, help="device mesh DATAxEXPERT (e.g. 2x4) or 'auto' (all devices on data); "
+                   "default: one device. Multi-host: see the README's Scale-out section")
 
 
 def run(args: argparse.Namespace) -> int:
     from routing_laws import data as data_lib
+    from routing_laws import parallel
     from routing_laws import train as train_lib
     from routing_laws.config import RouterConfig, TrainConfig, model_config
     from routing_laws.errors import ValidationError
     from routing_laws.io_utils import repo_root
 
+    parallel.init_distributed()
+    mesh_shape = parallel.parse_mesh(args.mesh)
+    mesh = parallel.make_mesh(*mesh_shape) if mesh_shape is not None else None
     experts = args.experts if args.experts is not None else (1 if args.router == "dense" else 16)
     router = RouterConfig(kind=args.router, n_experts=experts, top_k=args.top_k,
                           routing_frequency=args.routing_frequency, capacity_factor=args.capacity_factor)
@@ -61,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     name = f"{args.size}-{args.router}-E{experts}-K{args.top_k}-R{args.routing_frequency:g}-s{args.seed}"
     out = Path(args.out) if args.out else repo_root() / "data" / "runs" / "adhoc" / f"{name}.json"
     rec = train_lib.train(mcfg, tcfg, dataset, run_dir=args.run_dir, record_path=out,
-                          progress=not args.no_progress, name=name)
+                          progress=not args.no_progress, name=name, mesh=mesh)
     a = rec["accounting"]
     print(f"{name}: N={a['N']:,} P={a['P']:,} F={a['F']:,}/token  tokens={rec['tokens']:,}  "
           f"final val loss {rec['final_val_loss']:.4f} nats  {rec['tokens_per_s']:,.0f} tokens/s  "
