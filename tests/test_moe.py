@@ -122,8 +122,28 @@ def test_routed_ffn_module_runs_and_matches_reference(kind, K):
         idx = jnp.asarray(table[np.asarray(ids).reshape(-1)])[:, None]
         p = params["routed_ffn"]
         y_ref, _ = moe.routed_ffn_reference(x.reshape(-1, D), p["w_in"], p["w_out"], idx,
-                                            jnp.ones_like(idx, jnp.float32), moe.capacity(32, 4, 1, 2.0))
+                                            jnp.ones_like(idx, jnp.float32), 32)  # evaluation is dropless
         np.testing.assert_allclose(np.asarray(y).reshape(-1, D), np.asarray(y_ref), rtol=1e-5, atol=1e-5)
+
+
+def test_evaluation_is_dropless_unless_an_eval_capacity_is_set():
+    """All tokens of one id go to one hash expert: training (cf 1) drops, default evaluation does not."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 16, D))
+    ids = jnp.full((2, 16), 7, jnp.int32)
+    drops = {}
+    for eval_cf in (None, 1.0):
+        cfg = ModelConfig(vocab_size=50, d_model=D, n_layers=2, n_heads=1, head_dim=8, seq_len=16,
+                          router=RouterConfig(kind="hash", n_experts=4, capacity_factor=1.0,
+                                              eval_capacity_factor=eval_cf))
+        f = hk.transform(lambda x, ids, tr: moe.RoutedFFN(cfg)(x, ids, is_training=tr))
+        params = f.init(jax.random.PRNGKey(0), x, ids, True)
+        for training in (True, False):
+            _, aux = f.apply(params, None, x, ids, training)
+            drops[eval_cf, training] = float(aux.metrics["dropped_frac"])
+    assert drops[None, True] == drops[1.0, True] == drops[1.0, False] == pytest.approx(0.75)
+    assert drops[None, False] == 0.0
+    with pytest.raises(ValidationError, match="eval_capacity_factor"):
+        RouterConfig(kind="hash", n_experts=4, eval_capacity_factor=0.0)
 
 
 def test_dense_ffn_shapes_and_value():

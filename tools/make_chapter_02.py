@@ -39,14 +39,16 @@ for kind in ["dense", "sbase", "rlr", "hash"]:
 
 print(f"{'run':14s} {'N':>9s} {'P':>10s} {'val loss':>9s} {'tokens/s':>9s} {'dropped':>8s}")
 for r in records:
-    drop = r["routing"].get("dropped_frac")
+    drop = r["train_curve"][-1].get("dropped_frac")  # training (capacity factor 2); evaluation drops nothing
     print(f"{r['name']:14s} {r['accounting']['N']:9,d} {r['accounting']['P']:10,d} {r['final_val_loss']:9.4f} "
           f"{r['tokens_per_s']:9,.0f} {'' if drop is None else f'{100 * drop:7.2f}%'}")"""),
 ("code", """rows = [{"run": r["name"], "tokens": c["tokens"], "loss": c["val_loss"]} for r in records for c in r["curve"]]
 charts.loss_curve_chart(rows, title="Validation loss during training (click the legend to highlight)")"""),
 ("md", """At these tiny budgets the curves mostly overlap; the routing benefit the paper measures appears
-with more tokens (the `cpu` sweep trains each model on 8M tokens). The dropped-token column shows
-how well each router keeps experts under their capacity."""),
+with more tokens (the `cpu` sweep trains each model on 8M tokens). The dropped-token column is the
+fraction of token-slots over capacity (factor 2) in the last training steps: how well each router keeps
+its experts under capacity. Evaluation drops nothing by default (`eval_capacity_factor=None`), so a
+token's validation loss never depends on which experts the other tokens of the batch chose."""),
 ("md", """## The recorded sweep
 
 `routing-laws sweep --profile cpu` (or `make sweep PROFILE=cpu`) trains the whole grid and writes

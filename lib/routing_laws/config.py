@@ -49,6 +49,9 @@ class RouterConfig:
     top_k: int = 1
     routing_frequency: float = 0.5  # R: fraction of FFN layers that are routed
     capacity_factor: float = 2.0  # the paper used 2.0 in every experiment (MegaBlocks paper)
+    # at evaluation: None = no token is dropped (each token's output then depends on its own sequence
+    # only, not on how many other tokens of the batch picked the same expert); a number = that factor
+    eval_capacity_factor: float | None = None
     # S-BASE
     sinkhorn_iters: int = 100  # fixed log-space sweeps (jit-friendly; temperature annealed over the first half)
     sinkhorn_temperature: float = 0.05  # relative to the standardised logits (see routers.standardize_logits)
@@ -70,6 +73,8 @@ class RouterConfig:
             )
         check_float("router.routing_frequency", self.routing_frequency, min_value=0.0, max_value=1.0, min_exclusive=True)
         check_float("router.capacity_factor", self.capacity_factor, min_value=0.0, min_exclusive=True)
+        if self.eval_capacity_factor is not None:
+            check_float("router.eval_capacity_factor", self.eval_capacity_factor, min_value=0.0, min_exclusive=True)
         check_int("router.sinkhorn_iters", self.sinkhorn_iters, min_value=0)
         check_float("router.sinkhorn_temperature", self.sinkhorn_temperature, min_value=0.0, min_exclusive=True)
         check_float("router.rlr_entropy_coef", self.rlr_entropy_coef, min_value=0.0)

@@ -6,6 +6,8 @@ C expert capacity, N = K * T' routed token-slots (T' = B * T tokens routed toget
 Capacity: C = min(ceil(capacity_factor * T' * K / E), T'): rounded up so the buffer never holds less
 than cf times the mean load, and capped at T' (one expert never receives a token twice, so more slots
 would only add padded work; this keeps E = 1 as cheap as the dense FFN).
+At evaluation ``router.eval_capacity_factor`` applies instead; its default ``None`` drops nothing
+(C = T'), so a token's evaluated output never depends on what other tokens of the batch chose.
 Priority: slots fill in choice-major order (every token's first choice before any second choice),
 then by token position; token-slots over capacity are dropped (output 0 for that slot; the residual
 connection outside the block carries the token on).
@@ -169,7 +171,8 @@ class RoutedFFN(hk.Module):
             logits_TE = x_TD.astype(jnp.float32) @ w_router.astype(jnp.float32)
             rng = hk.maybe_next_rng_key() if (rc.kind == "rlr" and is_training) else None
             out = routers.route(rc, logits_TE=logits_TE, is_training=is_training, rng=rng)
-        C = capacity(B * T, E, rc.top_k, rc.capacity_factor)
+        cf = rc.capacity_factor if is_training else rc.eval_capacity_factor
+        C = B * T if cf is None else capacity(B * T, E, rc.top_k, cf)  # None: dropless evaluation
         y_TD, kept_TK = routed_ffn_apply(x_TD, w_in, w_out, out.expert_idx_TK, out.gate_TK, C)
         metrics = routing_metrics(out.expert_idx_TK, kept_TK, E, out.metrics["router_entropy"])
         aux = RoutingAux(out.aux_loss, out.logprob_T.reshape(B, T), out.entropy_T.reshape(B, T), metrics)
