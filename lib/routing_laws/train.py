@@ -147,6 +147,7 @@ def train(
     eval_every = train_cfg.eval_every or max(1, total_steps // 10)
     dtype = compute_dtype(train_cfg)
     acct = model_lib.count_params(model_cfg)
+    started = provenance()  # the commit of the code that trains, even if HEAD moves during a long run
     fingerprint = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": [dataset.meta.get(k) for k in ("hash", "corpus_hash", "tokenizer_hash")]}
 
     loss_fn = make_loss_fn(model_cfg, dtype)
@@ -267,7 +268,7 @@ def train(
         "tokens_per_s": tokens_per_s,
         "wall_s": state["elapsed_s"],
         "resumed_from_step": resumed_from,
-        "provenance": provenance(),
+        "provenance": started,
     }
     if record_path is not None:
         atomic_write_json(record_path, record)
