@@ -23,6 +23,7 @@ from routing_laws.errors import ValidationError
 HERE = Path(__file__).resolve().parent
 ROUTERS = ("dense", "sbase", "rlr", "hash")
 FAST_ROUTERS = ("sbase", "rlr")  # the two whose meaning could depend on sharding: global Sinkhorn, sharded RNG
+GROUPED = "sbase/g8"  # S-BASE with dispatch_groups=8: the explicit all-to-all dispatch on expert meshes
 MESHES = ("8x1", "1x8", "2x4")  # compared with one device (mesh=None); fast tier: FAST_ROUTERS on 2x4
 RTOL = 1e-4  # loss trajectories: relative difference per step, 1 vs 8 devices
 # Compiling dominates (the child compiles ~12 programs); unoptimised XLA and a persistent cache shared by
@@ -53,7 +54,8 @@ def _child(out_path: str, routers: tuple[str, ...], meshes: tuple[str, ...], ext
         return {"train": [c["train_loss"] for c in rec["train_curve"]], "val": [c["val_loss"] for c in rec["curve"]]}
 
     for router in routers:
-        cfg = tiny_model(router, 1 if router == "dense" else 8)
+        kind, _, groups = router.partition("/g")
+        cfg = tiny_model(kind, 1 if kind == "dense" else 8, dispatch_groups=int(groups or 1))
         out["curves"][router] = {"1": curve(train_lib.train(cfg, tcfg, data, progress=False))}
         for m in meshes:
             out["curves"][router][m] = curve(train_lib.train(cfg, tcfg, data, progress=False, mesh=mesh_of[m]))
@@ -70,6 +72,25 @@ def _child(out_path: str, routers: tuple[str, ...], meshes: tuple[str, ...], ext
         p, o, *_ = parallel.shard_training(mesh_of[m], cfg, 16, params, opt.init(params), lambda *a: a, lambda *a: a)
         out["specs"][m] = {"params": parallel.describe(p), "opt": parallel.describe(o),
                            "local_w_in": [list(s.data.shape) for s in next(v for k, v in p.items() if "moe_" in k)["w_in"].addressable_shards]}
+
+    # collectives in the compiled training step: the global queue (G = 1) vs all-to-all dispatch (G = 8)
+    import re
+
+    batch = np.zeros((16, 17), np.int32)
+    out["collectives"] = {}
+    for groups in (1, 8):
+        cfg = tiny_model("hash", 8, dispatch_groups=groups)
+        net = train_lib.model_lib.build(cfg)
+        params = net.init(jax.random.PRNGKey(0), batch[:, :-1], is_training=True)
+        loss_fn = train_lib.make_loss_fn(cfg, np.float32)
+        grad = lambda p, b: jax.grad(lambda q: loss_fn(q, jax.random.PRNGKey(0), b, True)[0])(p)  # noqa: E731
+        mesh = mesh_of["1x8"]
+        p_sh = parallel.param_shardings(params, mesh)
+        fn = jax.jit(parallel.traced_on(mesh, grad), in_shardings=(p_sh, parallel.batch_sharding(mesh)), out_shardings=p_sh)
+        hlo = fn.lower(parallel.put(params, p_sh), parallel.put_batch(batch, mesh)).compile().as_text()
+        gathers = re.findall(r"= (\w+)\[[^\]]*\]\S* all-gather(?:-start)?\(", hlo)  # element type of each
+        out["collectives"][str(groups)] = {"all-to-all": len(re.findall(r"\ball-to-all(?:-start)?\(", hlo)),
+                                           "float_all_gather": sum(t.startswith("f") for t in gathers)}
 
     # a checkpoint written on 8x1 resumes on 2x4 and continues to the one-device result
     import tempfile
@@ -129,7 +150,7 @@ def _run_child(tmp: Path, routers: tuple[str, ...], meshes: tuple[str, ...], ext
 
 @pytest.fixture(scope="module")
 def child(tmp_path_factory):
-    return _run_child(tmp_path_factory.mktemp("parallel"), FAST_ROUTERS, ("2x4",), True)
+    return _run_child(tmp_path_factory.mktemp("parallel"), FAST_ROUTERS + (GROUPED,), ("2x4",), True)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +171,15 @@ def _same_trajectory(curves: dict, router: str, mesh: str) -> None:
 @pytest.mark.parametrize("router", FAST_ROUTERS)
 def test_same_loss_trajectory_on_2x4(child, router):
     _same_trajectory(child["curves"], router, "2x4")
+
+
+def test_all_to_all_dispatch_same_trajectory_and_no_token_gather(child):
+    """dispatch_groups=8 on a 2x4 mesh: the explicit all-to-all path gives the one-device trajectory, and
+    the compiled step moves tokens with all-to-alls instead of gathering every token's activations."""
+    _same_trajectory(child["curves"], GROUPED, "2x4")
+    c = child["collectives"]
+    assert c["8"]["all-to-all"] >= 4 and c["8"]["float_all_gather"] == 0, c
+    assert c["1"]["float_all_gather"] >= 1, c  # the global queue: XLA gathers the token activations
 
 
 @pytest.mark.slow

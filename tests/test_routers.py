@@ -109,12 +109,15 @@ def test_sbase_gates_eval_and_top2():
 
 # --------------------------------------------------------------------------------------------- RL-R
 
-def test_rlr_estimator_expectation_equals_exact_policy_gradient():
-    """B=3 sequences x T=2 positions, E=3: enumerate all 3^6 joint choices exactly."""
+@pytest.mark.parametrize("with_value", [False, True])
+def test_rlr_estimator_expectation_equals_exact_policy_gradient(with_value):
+    """B=3 sequences x T=2 positions, E=3: enumerate all 3^6 joint choices exactly (with and without a
+    per-token value baseline, which does not depend on the drawn expert and so adds no bias)."""
     B, T, E = 3, 2, 3
     rng = np.random.default_rng(0)
     logits = jnp.asarray(rng.normal(size=(B, T, E)), jnp.float32)
     reward_table = rng.normal(size=(B, T, E))
+    value = jnp.asarray(rng.normal(size=(B, T)), jnp.float32) if with_value else None
     cfg = RouterConfig(kind="rlr", n_experts=E, rlr_entropy_coef=0.0, rlr_loss_coef=1.0)
     mask = jnp.ones((B, T))
     logp = np.asarray(jax.nn.log_softmax(logits, -1), np.float64)
@@ -125,12 +128,12 @@ def test_rlr_estimator_expectation_equals_exact_policy_gradient():
 
         def f(lg):
             lp = jnp.take_along_axis(jax.nn.log_softmax(lg, -1), ch[..., None], -1)[..., 0]
-            return routers.rlr_loss(lp, reward, mask, jnp.zeros((B, T)), cfg, normalize=False)
+            return routers.rlr_loss(lp, reward, mask, jnp.zeros((B, T)), cfg, normalize=False, value_BT=value)
         return np.asarray(jax.grad(f)(logits), np.float64)
 
     grad_fn = jax.jit(lambda lg, ch, rw: jax.grad(lambda l: routers.rlr_loss(
         jnp.take_along_axis(jax.nn.log_softmax(l, -1), ch[..., None], -1)[..., 0], rw, mask,
-        jnp.zeros((B, T)), cfg, normalize=False))(lg))
+        jnp.zeros((B, T)), cfg, normalize=False, value_BT=value))(lg))
     expected = np.zeros((B, T, E))
     for flat in range(E ** (B * T)):
         choice = np.array(np.unravel_index(flat, (E,) * (B * T))).reshape(B, T)
@@ -142,6 +145,38 @@ def test_rlr_estimator_expectation_equals_exact_policy_gradient():
     # exact: d/dlogits of -mean_bt E_pi[r]
     exact = jax.grad(lambda lg: -jnp.sum(jax.nn.softmax(lg, -1) * reward_table) / (B * T))(logits)
     np.testing.assert_allclose(expected, np.asarray(exact), atol=1e-5)
+
+
+def test_rlr_value_baseline_cuts_variance_not_mean():
+    """Rewards dominated by how hard each token is (an offset unrelated to the expert): a value baseline
+    that knows the offset leaves the mean gradient alone and removes most of its variance."""
+    B, T, E, n = 8, 16, 4, 400
+    rng = np.random.default_rng(1)
+    logits = jnp.asarray(rng.normal(size=(B, T, E)) * 0.3, jnp.float32)
+    offset = jnp.asarray(rng.normal(size=(B, T)) * 3.0, jnp.float32)
+    cfg = RouterConfig(kind="rlr", n_experts=E, rlr_entropy_coef=0.0)
+    mask = jnp.ones((B, T))
+    value = offset - routers._loo_baseline(offset, mask)
+
+    @jax.jit
+    def grads(key):
+        ch = jax.random.categorical(key, logits, axis=-1)
+        reward = offset + 0.2 * (ch == 0)
+
+        def g(v):
+            return jax.grad(lambda l: routers.rlr_loss(
+                jnp.take_along_axis(jax.nn.log_softmax(l, -1), ch[..., None], -1)[..., 0], reward, mask,
+                jnp.zeros((B, T)), cfg, normalize=False, value_BT=v))(logits)
+        return g(None), g(value)
+
+    plain, based = (np.stack(x) for x in zip(*[grads(jax.random.PRNGKey(i)) for i in range(n)]))
+    assert based.var(0).sum() < 0.05 * plain.var(0).sum()
+    se = np.sqrt(plain.var(0) / n)
+    assert np.all(np.abs(plain.mean(0) - based.mean(0)) < 5 * se + 1e-6)
+    # the value head's squared error is part of the loss when a value is given
+    lp = jnp.zeros((B, T))
+    with_v = routers.rlr_loss(lp, offset, mask, lp, cfg, value_BT=jnp.zeros((B, T)))
+    assert float(with_v) == pytest.approx(float(jnp.mean(jnp.square(value))), rel=1e-5)
 
 
 def test_rlr_learns_the_best_expert():

@@ -16,6 +16,7 @@ from typing import Any
 from routing_laws.errors import ValidationError, check_choice, check_float, check_int
 
 ROUTERS = ("dense", "sbase", "rlr", "hash")
+RLR_BASELINES = ("learned", "batch")
 """Router names: ``dense`` (no routing, E = 1), ``sbase`` (Sinkhorn-BASE), ``rlr`` (REINFORCE), ``hash``."""
 
 # name -> (d_model, n_layers, n_heads, head_dim). Shape ratios follow the paper's own configurations
@@ -52,6 +53,10 @@ class RouterConfig:
     # at evaluation: None = no token is dropped (each token's output then depends on its own sequence
     # only, not on how many other tokens of the batch picked the same expert); a number = that factor
     eval_capacity_factor: float | None = None
+    # G: the batch's tokens are split into G equal contiguous groups, each with its own capacity and queues
+    # (1 = one global queue). Expert-parallel meshes use all-to-all dispatch when G is a multiple of the
+    # device count (see routing_laws.dispatch); routing itself is always over the whole batch.
+    dispatch_groups: int = 1
     # S-BASE
     sinkhorn_iters: int = 100  # fixed log-space sweeps (jit-friendly; temperature annealed over the first half)
     sinkhorn_temperature: float = 0.05  # relative to the standardised logits (see routers.standardize_logits)
@@ -60,6 +65,13 @@ class RouterConfig:
     rlr_entropy_coef: float = 0.01
     rlr_balance_coef: float = 0.01
     rlr_loss_coef: float = 1.0
+    # baseline subtracted from the reward: "learned" = leave-one-out position mean plus a per-layer linear
+    # value head on the (stop-gradient) router input, fitted by MSE; "batch" = the leave-one-out mean only
+    rlr_baseline: str = "learned"
+    rlr_value_coef: float = 1.0  # weight of the value head's MSE loss
+    # policy = softmax(logits / temperature); < 1 sharpens the policy and speeds the router's learning
+    # (with Adam, like a larger router learning rate), so routing is consistent enough for experts to specialise
+    rlr_temperature: float = 1.0
     # HASH
     hash_seed: int = 0
 
@@ -75,11 +87,15 @@ class RouterConfig:
         check_float("router.capacity_factor", self.capacity_factor, min_value=0.0, min_exclusive=True)
         if self.eval_capacity_factor is not None:
             check_float("router.eval_capacity_factor", self.eval_capacity_factor, min_value=0.0, min_exclusive=True)
+        check_int("router.dispatch_groups", self.dispatch_groups, min_value=1)
         check_int("router.sinkhorn_iters", self.sinkhorn_iters, min_value=0)
         check_float("router.sinkhorn_temperature", self.sinkhorn_temperature, min_value=0.0, min_exclusive=True)
         check_float("router.rlr_entropy_coef", self.rlr_entropy_coef, min_value=0.0)
         check_float("router.rlr_balance_coef", self.rlr_balance_coef, min_value=0.0)
         check_float("router.rlr_loss_coef", self.rlr_loss_coef, min_value=0.0)
+        check_choice("router.rlr_baseline", self.rlr_baseline, RLR_BASELINES)
+        check_float("router.rlr_value_coef", self.rlr_value_coef, min_value=0.0)
+        check_float("router.rlr_temperature", self.rlr_temperature, min_value=0.0, min_exclusive=True)
         check_int("router.hash_seed", self.hash_seed, min_value=0)
         if self.kind == "dense" and self.n_experts != 1:
             raise ValidationError("router.n_experts", f"router 'dense' needs n_experts=1, got {self.n_experts}",

@@ -111,7 +111,12 @@ def dense_params(cfg: ModelConfig) -> int:
 
 
 def _router_params(cfg: ModelConfig) -> int:
-    return cfg.d_model * cfg.router.n_experts if cfg.router.kind in ("sbase", "rlr") else 0
+    """Router weights per routed layer: D x E logits, plus RL-R's learned-baseline value head (D + 1)."""
+    rc = cfg.router
+    if rc.kind not in ("sbase", "rlr"):
+        return 0
+    value_head = cfg.d_model + 1 if (rc.kind == "rlr" and rc.rlr_baseline == "learned") else 0
+    return cfg.d_model * rc.n_experts + value_head
 
 
 def count_params(cfg: ModelConfig) -> Accounting:

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from routing_laws import routers
+from routing_laws import dispatch, routers
 from routing_laws.config import ModelConfig
 from routing_laws.errors import ValidationError, check_float, check_int
 
@@ -37,6 +37,7 @@ class RoutingAux(NamedTuple):
     logprob_BT: jax.Array  # log-prob of the chosen expert under the RL-R policy (zeros otherwise)
     entropy_BT: jax.Array  # RL-R policy entropy per token (zeros otherwise)
     metrics: dict  # load_E, dropped_frac, router_entropy, max_over_mean_load
+    value_BT: jax.Array | None = None  # RL-R learned baseline per token (None unless rlr_baseline="learned")
 
 
 def capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
@@ -65,24 +66,16 @@ def slot_positions(expert_idx_TK: jax.Array, n_experts: int) -> jax.Array:
 
 
 def routed_ffn_apply(x_TD, w_in_EDF, w_out_EFD, expert_idx_TK, gate_TK, capacity_: int):
-    """Fast routed FFN: y_T = sum_k gate_k * FFN_{e_k}(x_T) over kept slots; also returns kept_TK."""
-    T, D = x_TD.shape
+    """Fast routed FFN: y_T = sum_k gate_k * FFN_{e_k}(x_T) over kept slots; also returns kept_TK.
+
+    Tokens are written into an [E, C, D] buffer by a scatter of their slot ids (queue order from
+    ``slot_positions``; over-capacity slots go to a dropped sentinel), experts run as one batched
+    matmul, and a gather brings each slot's output back (``dispatch`` holds the pieces).
+    """
     E = w_in_EDF.shape[0]
-    C = capacity_
-    pos_TK = slot_positions(expert_idx_TK, E)
-    kept_TK = pos_TK < C
-    slot_TK = jnp.where(kept_TK, expert_idx_TK * C + pos_TK, E * C)  # E * C: the dropped sentinel
-    # which token fills each slot (T = empty); slots are unique, the sentinel is dropped (out of range)
-    token_S = jnp.full((E * C,), T, jnp.int32).at[slot_TK.reshape(-1)].set(
-        jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32)[:, None], slot_TK.shape).reshape(-1), mode="drop")
-    x_pad = jnp.concatenate([x_TD, jnp.zeros((1, D), x_TD.dtype)], axis=0)
-    buf_ECD = x_pad[token_S].reshape(E, C, D)
-    h_ECF = _gelu(jnp.einsum("ecd,edf->ecf", buf_ECD, w_in_EDF.astype(x_TD.dtype)))
-    y_ECD = jnp.einsum("ecf,efd->ecd", h_ECF, w_out_EFD.astype(x_TD.dtype))
-    y_pad = jnp.concatenate([y_ECD.reshape(E * C, D), jnp.zeros((1, D), y_ECD.dtype)], axis=0)
-    y_TKD = y_pad[slot_TK]
-    y_TD = jnp.einsum("tkd,tk->td", y_TKD, (gate_TK * kept_TK).astype(y_TKD.dtype))
-    return y_TD, kept_TK
+    slot_TK, kept_TK, buf_ECD = dispatch.dispatch_group(x_TD, expert_idx_TK, capacity_, E)
+    y_ECD = dispatch.run_experts(buf_ECD[None], w_in_EDF, w_out_EFD)[0]
+    return dispatch.combine_group(y_ECD, slot_TK, kept_TK, gate_TK), kept_TK
 
 
 def routed_ffn_reference(x_TD, w_in_EDF, w_out_EFD, expert_idx_TK, gate_TK, capacity_: int):
@@ -171,9 +164,25 @@ class RoutedFFN(hk.Module):
             logits_TE = x_TD.astype(jnp.float32) @ w_router.astype(jnp.float32)
             rng = hk.maybe_next_rng_key() if (rc.kind == "rlr" and is_training) else None
             out = routers.route(rc, logits_TE=logits_TE, is_training=is_training, rng=rng)
+        value_BT = None
+        if rc.kind == "rlr" and rc.rlr_baseline == "learned":
+            # value head on the stop-gradient router input: it predicts the token's reward (relative to
+            # the position mean) before the expert is drawn, so as a baseline it keeps REINFORCE unbiased
+            w_value = hk.get_parameter("w_value", [D], jnp.float32, init=jnp.zeros)
+            b_value = hk.get_parameter("b_value", [], jnp.float32, init=jnp.zeros)
+            value_BT = (jax.lax.stop_gradient(x_TD.astype(jnp.float32)) @ w_value + b_value).reshape(B, T)
         cf = rc.capacity_factor if is_training else rc.eval_capacity_factor
-        C = B * T if cf is None else capacity(B * T, E, rc.top_k, cf)  # None: dropless evaluation
-        y_TD, kept_TK = routed_ffn_apply(x_TD, w_in, w_out, out.expert_idx_TK, out.gate_TK, C)
+        G = rc.dispatch_groups
+        if (B * T) % G:
+            raise ValidationError("router.dispatch_groups", f"{B * T} tokens per batch do not split into {G} "
+                                  "equal dispatch groups", "choose dispatch_groups dividing batch_size x seq_len")
+        Tg = B * T // G
+        C = Tg if cf is None else capacity(Tg, E, rc.top_k, cf)  # None: dropless evaluation
+        mesh = dispatch.current_mesh()
+        if G == 1 and not dispatch.uses_all_to_all(mesh, G):
+            y_TD, kept_TK = routed_ffn_apply(x_TD, w_in, w_out, out.expert_idx_TK, out.gate_TK, C)
+        else:
+            y_TD, kept_TK = dispatch.grouped_ffn_apply(x_TD, w_in, w_out, out.expert_idx_TK, out.gate_TK, C, G, mesh)
         metrics = routing_metrics(out.expert_idx_TK, kept_TK, E, out.metrics["router_entropy"])
-        aux = RoutingAux(out.aux_loss, out.logprob_T.reshape(B, T), out.entropy_T.reshape(B, T), metrics)
+        aux = RoutingAux(out.aux_loss, out.logprob_T.reshape(B, T), out.entropy_T.reshape(B, T), metrics, value_BT)
         return y_TD.reshape(B, T, D).astype(x_BTD.dtype), aux

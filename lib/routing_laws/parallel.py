@@ -9,8 +9,11 @@ Layout (GShard style, expressed as ``NamedSharding``s and left to XLA's SPMD par
   (attention, dense FFNs, embeddings) never compute the same tokens twice;
 - expert weights ``w_in [E, D, F]`` / ``w_out [E, F, D]`` (and their Adam moments) are split on E over
   ``expert``; every other parameter (routers, attention, LayerNorms, embeddings) is replicated;
-- the routed layer's ``[E, C, D]`` dispatch buffer follows its expert weights, so XLA moves tokens
-  to the devices holding their experts and back (the dispatch/combine collectives are XLA's choice).
+- dispatch: with ``router.dispatch_groups`` a multiple of the device count, every device fills the
+  capacity buffers of its own token groups and two explicit ``all_to_all``s over ``expert`` carry the
+  slots to the devices holding their experts and back (``routing_laws.dispatch``); with one global
+  queue (G = 1, the default) the ``[E, C, D]`` buffer follows its expert weights and XLA picks the
+  collectives (it gathers the tokens to every expert shard).
 Routing stays global: the routing decision, the capacity and S-BASE's Sinkhorn are computed over the
 whole batch exactly as on one device (XLA inserts the cross-shard reductions), so a run's meaning
 and loss trajectory do not depend on the mesh. ``sbase_balance`` measures the per-shard alternative.
@@ -168,9 +171,21 @@ def shard_training(mesh: Mesh, model_cfg: ModelConfig, batch_size: int, params, 
     check_fits(mesh, model_cfg, batch_size)
     p_sh, o_sh = param_shardings(params, mesh), param_shardings(opt_state, mesh)
     rep, b_sh = replicated(mesh), batch_sharding(mesh)
+    train_step, eval_step = traced_on(mesh, train_step), traced_on(mesh, eval_step)
     step = jax.jit(train_step, in_shardings=(p_sh, o_sh, b_sh, rep), out_shardings=(p_sh, o_sh, rep))
     evals = jax.jit(eval_step, in_shardings=(p_sh, b_sh), out_shardings=rep)
     return put(params, p_sh), put(opt_state, o_sh), step, evals, lambda b: put_batch(b, mesh)
+
+
+def traced_on(mesh: Mesh, fn: Callable) -> Callable:
+    """``fn`` traced with ``mesh`` as the expert-parallel mesh, so routed layers may use all-to-all dispatch."""
+    from routing_laws import dispatch
+
+    def wrapped(*args):
+        with dispatch.expert_parallel(mesh):
+            return fn(*args)
+
+    return wrapped
 
 
 def describe(tree: Any) -> dict[str, list]:

@@ -133,7 +133,7 @@ def switch_balance_loss(probs_TE: jax.Array, expert_idx_T: jax.Array) -> jax.Arr
 
 def rlr_route(logits_TE, cfg: RouterConfig, *, is_training: bool, rng: jax.Array | None = None) -> RouterOutput:
     """RL-R: sample (training) or argmax (evaluation) the policy softmax(logits); gate 1."""
-    logits_TE = _check_logits(logits_TE, cfg)
+    logits_TE = _check_logits(logits_TE, cfg) / cfg.rlr_temperature
     if cfg.top_k != 1:
         raise ValidationError("router.top_k", f"RL-R routes top-1, got top_k={cfg.top_k}", "use top_k=1")
     logp_TE, entropy_T = _mean_entropy(logits_TE)
@@ -152,25 +152,32 @@ def rlr_route(logits_TE, cfg: RouterConfig, *, is_training: bool, rng: jax.Array
                         {"router_entropy": jnp.mean(entropy_T)})
 
 
-def rlr_advantage(reward_BT, mask_BT, *, normalize: bool = True) -> jax.Array:
-    """Advantage = reward minus the leave-one-out mean reward at the same position over the batch.
+def _loo_baseline(reward_BT, mask_BT) -> jax.Array:
+    """Leave-one-out mean reward at the same position over the other sequences (batch mean when B = 1)."""
+    reward_BT = jax.lax.stop_gradient(jnp.asarray(reward_BT, jnp.float32))
+    mask_BT = jnp.asarray(mask_BT, jnp.float32)
+    r_BT = reward_BT * mask_BT
+    if reward_BT.shape[0] > 1:
+        loo_n_BT = jnp.sum(mask_BT, axis=0)[None, :] - mask_BT
+        return (jnp.sum(r_BT, axis=0)[None, :] - r_BT) / jnp.maximum(loo_n_BT, 1.0)
+    return jnp.full_like(r_BT, jnp.sum(r_BT) / jnp.maximum(jnp.sum(mask_BT), 1.0))
 
-    The baseline of token (b, t) uses only other sequences, so it is independent of b's own routing
-    and the estimator stays unbiased; per-position means remove the strong dependence of the loss on
-    position. With B = 1 the baseline falls back to the batch mean over all positions. ``normalize``
-    divides by the masked std (scale-free step size; a small, documented bias).
+
+def rlr_advantage(reward_BT, mask_BT, *, normalize: bool = True, value_BT=None) -> jax.Array:
+    """Advantage = reward minus the leave-one-out mean reward at the same position over the batch
+    [minus the learned per-token baseline ``value_BT``].
+
+    The position baseline of token (b, t) uses only other sequences, so it is independent of b's own
+    routing and the estimator stays unbiased; per-position means remove the strong dependence of the
+    loss on position. ``value_BT`` (RL-R's value head, computed from the router input before the expert
+    is drawn) removes most of what is left: how hard the token is, which says nothing about the expert.
+    ``normalize`` divides by the masked std (scale-free step size; a small, documented bias).
     """
     reward_BT = jax.lax.stop_gradient(jnp.asarray(reward_BT, jnp.float32))
     mask_BT = jnp.asarray(mask_BT, jnp.float32)
-    B = reward_BT.shape[0]
-    r_BT = reward_BT * mask_BT
-    if B > 1:
-        n_T = jnp.sum(mask_BT, axis=0)
-        loo_n_BT = n_T[None, :] - mask_BT
-        base_BT = (jnp.sum(r_BT, axis=0)[None, :] - r_BT) / jnp.maximum(loo_n_BT, 1.0)
-    else:
-        base_BT = jnp.full_like(r_BT, jnp.sum(r_BT) / jnp.maximum(jnp.sum(mask_BT), 1.0))
-    adv_BT = (reward_BT - base_BT) * mask_BT
+    adv_BT = (reward_BT - _loo_baseline(reward_BT, mask_BT)) * mask_BT
+    if value_BT is not None:
+        adv_BT = adv_BT - jax.lax.stop_gradient(jnp.asarray(value_BT, jnp.float32)) * mask_BT
     if normalize:
         n = jnp.maximum(jnp.sum(mask_BT), 1.0)
         var = jnp.sum(jnp.square(adv_BT - jnp.sum(adv_BT) / n) * mask_BT) / n
@@ -178,24 +185,33 @@ def rlr_advantage(reward_BT, mask_BT, *, normalize: bool = True) -> jax.Array:
     return jax.lax.stop_gradient(adv_BT)
 
 
-def rlr_loss(logprob_BT, reward_BT, mask_BT, entropy_BT, cfg: RouterConfig, *, normalize: bool = True) -> jax.Array:
-    """REINFORCE surrogate for one routed layer: -coef * mean(A * log pi(e)) - entropy_coef * mean(H).
+def rlr_loss(logprob_BT, reward_BT, mask_BT, entropy_BT, cfg: RouterConfig, *, normalize: bool = True,
+             value_BT=None) -> jax.Array:
+    """REINFORCE surrogate for one routed layer: -coef * mean(A * log pi(e)) - entropy_coef * mean(H)
+    [+ value_coef * MSE of the value head when ``value_BT`` is given].
 
     ``reward_BT`` is the per-token log-likelihood of the next token (stop-gradient applied here);
-    ``mask_BT`` marks real tokens. Its gradient wrt the router logits is an unbiased estimate of
-    -coef * grad E[reward] (with ``normalize=False``), plus the entropy bonus.
+    ``mask_BT`` marks real tokens; ``value_BT`` is the learned baseline (``rlr_advantage``). The
+    surrogate's gradient wrt the router logits is an unbiased estimate of -coef * grad E[reward]
+    (with ``normalize=False``), plus the entropy bonus.
     """
     if not isinstance(cfg, RouterConfig):
         raise ValidationError("cfg", f"must be a RouterConfig, got {type(cfg).__name__}")
-    shapes = {jnp.shape(a) for a in (logprob_BT, reward_BT, mask_BT, entropy_BT)}
+    arrays = (logprob_BT, reward_BT, mask_BT, entropy_BT) + (() if value_BT is None else (value_BT,))
+    shapes = {jnp.shape(a) for a in arrays}
     if len(shapes) != 1 or len(next(iter(shapes))) != 2:
-        raise ValidationError("rlr_loss", f"logprob, reward, mask, entropy must share one [B, T] shape, got {shapes}")
+        raise ValidationError("rlr_loss", f"logprob, reward, mask, entropy (and value) must share one [B, T] shape, "
+                              f"got {shapes}")
     mask_BT = jnp.asarray(mask_BT, jnp.float32)
-    adv_BT = rlr_advantage(reward_BT, mask_BT, normalize=normalize)
+    adv_BT = rlr_advantage(reward_BT, mask_BT, normalize=normalize, value_BT=value_BT)
     n = jnp.maximum(jnp.sum(mask_BT), 1.0)
     surrogate = -jnp.sum(adv_BT * logprob_BT * mask_BT) / n
     bonus = jnp.sum(entropy_BT * mask_BT) / n
-    return cfg.rlr_loss_coef * surrogate - cfg.rlr_entropy_coef * bonus
+    total = cfg.rlr_loss_coef * surrogate - cfg.rlr_entropy_coef * bonus
+    if value_BT is not None:
+        target_BT = jax.lax.stop_gradient(jnp.asarray(reward_BT, jnp.float32) - _loo_baseline(reward_BT, mask_BT))
+        total = total + cfg.rlr_value_coef * jnp.sum(jnp.square(value_BT - target_BT) * mask_BT) / n
+    return total
 
 
 # ------------------------------------------------------------------------------------------------ HASH

@@ -76,7 +76,8 @@ def make_loss_fn(model_cfg: ModelConfig, dtype) -> Callable:
             if model_cfg.router.kind == "rlr" and is_training:
                 reward_BT = jax.lax.stop_gradient(tok_logp_BT)
                 for aux in auxes:
-                    total = total + routers.rlr_loss(aux.logprob_BT, reward_BT, mask_BT, aux.entropy_BT, model_cfg.router)
+                    total = total + routers.rlr_loss(aux.logprob_BT, reward_BT, mask_BT, aux.entropy_BT, model_cfg.router,
+                                                     value_BT=aux.value_BT)
             metrics["aux_loss"] = sum(aux.aux_loss for aux in auxes)
             metrics["dropped_frac"] = jnp.mean(jnp.stack([aux.metrics["dropped_frac"] for aux in auxes]))
             metrics["load_LE"] = jnp.stack([aux.metrics["load_E"] for aux in auxes])

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=_positive_int, default=1, help="experts per token K (default 1)")
     p.add_argument("--routing-frequency", type=float, default=0.5, help="fraction R of FFN layers routed (default 0.5)")
     p.add_argument("--capacity-factor", type=float, default=2.0, help="expert capacity factor (default 2.0, as in the paper)")
+    p.add_argument("--dispatch-groups", type=int, default=1,
+                   help="split each batch into G token groups with their own expert capacity (default 1: one "
+                        "global queue); with --mesh, a multiple of the device count dispatches by all-to-all")
     p.add_argument("--tokens", type=_positive_int, default=1_000_000, help="training token budget (default 1e6)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="sequences per step (default 32)")
     p.add_argument("--seq-len", type=_positive_int, default=128, help="context length (default 128)")
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     mesh = parallel.make_mesh(*mesh_shape) if mesh_shape is not None else None
     experts = args.experts if args.experts is not None else (1 if args.router == "dense" else 16)
     router = RouterConfig(kind=args.router, n_experts=experts, top_k=args.top_k,
-                          routing_frequency=args.routing_frequency, capacity_factor=args.capacity_factor)
+                          routing_frequency=args.routing_frequency, capacity_factor=args.capacity_factor,
+                          dispatch_groups=args.dispatch_groups)
     tok = data_lib.load_tokenizer(args.tokenizer)
     vocab = args.vocab_size if args.vocab_size is not None else tok.vocab_size
     if vocab != tok.vocab_size:
