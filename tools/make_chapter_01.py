@@ -104,8 +104,10 @@ charts.grouped_bar_chart(hash_rows, x="expert", y="share", group="what", x_title
 ("md", """## RL-R's policy
 
 RL-R's router is a policy π(e | token) = softmax(logits). In training it samples an expert and
-learns from REINFORCE (reward: the log-likelihood of the next token), plus an entropy bonus and a
-small balance term; at evaluation it takes the argmax. With the small initial router weights the
+learns from REINFORCE (reward: the log-likelihood of the next token, minus a baseline: the mean reward
+at the same position in the other sequences plus a small learned value head that predicts, before the
+expert is drawn, how well this token will be predicted), plus an entropy bonus and a small balance
+term; at evaluation it takes the argmax. With the small initial router weights the
 policy starts close to uniform: its entropy is close to the maximum log E."""),
 ("code", """entropy_N, prob_rows = demo.policy_rows(logits_NE, n_tokens=4)
 print(f"policy entropy: mean {entropy_N.mean():.3f} nats (min {entropy_N.min():.3f}), maximum log E = {np.log(E):.3f} nats")

@@ -92,8 +92,22 @@ def _checkpoint_path(run_dir: Path) -> Path:
     return run_dir / "checkpoint.pkl"
 
 
+def host_copy(tree: Any) -> Any:
+    """``tree`` with every array as a host numpy array; arrays spread over other processes' devices (multi-host
+    expert sharding) are gathered with ``process_allgather`` first, so every process holds the whole state."""
+    from jax.experimental import multihost_utils
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return jax.device_get(x)
+
+    return jax.tree_util.tree_map(one, tree)
+
+
 def _save_checkpoint(run_dir: Path, state: dict) -> None:
-    atomic_write_bytes(_checkpoint_path(run_dir), pickle.dumps(jax.device_get(state), protocol=4))
+    # every process writes the same whole state (atomically), so resuming works on shared and local disks
+    atomic_write_bytes(_checkpoint_path(run_dir), pickle.dumps(host_copy(state), protocol=4))
 
 
 def _load_checkpoint(run_dir: Path, fingerprint: dict) -> dict | None:
