@@ -219,6 +219,20 @@ def test_rlr_route_samples_in_training_and_balance_term():
         routers.rlr_route(lg, cfg, is_training=True)
 
 
+def test_rlr_temperature_sharpens_the_policy():
+    lg = jnp.asarray(np.random.default_rng(3).normal(size=(64, 8)), jnp.float32)
+    for tau in (1.0, 0.25):
+        cfg = RouterConfig(kind="rlr", n_experts=8, rlr_temperature=tau)
+        out = routers.rlr_route(lg, cfg, is_training=True, rng=jax.random.PRNGKey(0))
+        p = jax.nn.softmax(lg / tau, axis=-1)
+        np.testing.assert_allclose(np.asarray(out.entropy_T), np.asarray(-jnp.sum(p * jnp.log(p), -1)), rtol=1e-5)
+        chosen = out.expert_idx_TK[:, 0]
+        np.testing.assert_allclose(np.asarray(out.logprob_T), np.log(np.asarray(p)[np.arange(64), np.asarray(chosen)]), atol=1e-6,
+                                   rtol=1e-5)
+    with pytest.raises(ValidationError, match="rlr_temperature"):
+        RouterConfig(kind="rlr", n_experts=8, rlr_temperature=0.0)
+
+
 def test_rlr_loss_entropy_bonus_and_mask():
     cfg = RouterConfig(kind="rlr", n_experts=2, rlr_entropy_coef=0.1, rlr_loss_coef=1.0)
     z = jnp.zeros((2, 3))
