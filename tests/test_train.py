@@ -102,3 +102,12 @@ def test_rlr_value_head_learns_and_stays_out_of_the_network(baseline):
             for name, arr in leaves.items():
                 if name not in ("w_value", "b_value"):
                     assert float(jnp.abs(arr).sum()) == 0.0, (mod, name)
+
+
+def test_dispatch_groups_checked_against_the_batch(tiny_data, tiny_train):
+    """G must divide batch x seq_len (named error before any work); a G larger than one sequence is fine."""
+    with pytest.raises(ValidationError, match="dispatch_groups.*16 x 16 = 256 tokens"):
+        train_lib.train(tiny_model("sbase", 4, dispatch_groups=7), tiny_train, tiny_data, progress=False)
+    rec = train_lib.train(tiny_model("sbase", 4, dispatch_groups=32), tiny_train.replace(tokens=16 * 16 * 3),
+                          tiny_data, progress=False)
+    assert rec["status"] == "finished" and math.isfinite(rec["final_val_loss"])

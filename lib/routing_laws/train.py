@@ -158,6 +158,10 @@ def train(
         raise ValidationError("model.vocab_size", f"model has {model_cfg.vocab_size} but the tokenizer has "
                               f"{dataset.vocab_size}", f"set vocab_size={dataset.vocab_size} or use a matching tokenizer")
     T, B = model_cfg.seq_len, train_cfg.batch_size
+    G = model_cfg.router.dispatch_groups
+    if model_cfg.router.routed and (B * T) % G:
+        raise ValidationError("router.dispatch_groups", f"a batch of {B} x {T} = {B * T} tokens does not split into "
+                              f"{G} equal dispatch groups", "choose dispatch_groups dividing batch_size x seq_len")
     total_steps = max(1, math.ceil(train_cfg.tokens / (B * T)))
     eval_every = train_cfg.eval_every or max(1, total_steps // 10)
     dtype = compute_dtype(train_cfg)
@@ -196,7 +200,8 @@ def train(
     base_rng = jax.random.PRNGKey(train_cfg.seed)
     state = _load_checkpoint(run_dir, fingerprint) if run_dir is not None else None
     if state is None:
-        init_batch = jnp.asarray(data_lib.train_batch(dataset.train, 0, 1, T, train_cfg.seed))[:, :-1]
+        # a whole batch, so that any dispatch_groups valid for training is valid here too
+        init_batch = jnp.asarray(data_lib.train_batch(dataset.train, 0, B, T, train_cfg.seed))[:, :-1]
         params = jax.jit(lambda r, x: net.init(r, x, is_training=True))(jax.random.fold_in(base_rng, 10**9), init_batch)
         state = {"fingerprint": fingerprint, "step": 0, "params": params, "opt_state": opt.init(params),
                  "curve": [], "train_curve": [], "elapsed_s": 0.0, "train_tokens_timed": 0, "train_time_s": 0.0,
