@@ -105,6 +105,11 @@ class RouterConfig:
                                   "use top_k=1 with rlr and hash")
 
     @property
+    def has_value_head(self) -> bool:
+        """True when RL-R learns its per-token baseline (a D + 1 value head per routed layer)."""
+        return self.kind == "rlr" and self.rlr_baseline == "learned"
+
+    @property
     def routed(self) -> bool:
         """True when the model has routed layers (any router but dense; E = 1 routed is allowed)."""
         return self.kind != "dense"

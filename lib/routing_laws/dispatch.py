@@ -28,17 +28,16 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
 from routing_laws.errors import ValidationError, check_int
+from routing_laws.parallel import DATA, EXPERT, check_mesh
 
-DATA, EXPERT = "data", "expert"
 _MESH: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar("routing_laws_expert_mesh", default=None)
 
 
 @contextlib.contextmanager
 def expert_parallel(mesh: Mesh | None) -> Iterator[None]:
     """While tracing inside this block, routed layers with enough dispatch groups use all-to-all on ``mesh``."""
-    if mesh is not None and (not isinstance(mesh, Mesh) or tuple(mesh.axis_names) != (DATA, EXPERT)):
-        raise ValidationError("mesh", f"must be a jax Mesh with axes ('data', 'expert'), got {mesh!r}",
-                              "build it with routing_laws.parallel.make_mesh")
+    if mesh is not None:
+        check_mesh(mesh)
     token = _MESH.set(mesh)
     try:
         yield

@@ -115,7 +115,7 @@ def _router_params(cfg: ModelConfig) -> int:
     rc = cfg.router
     if rc.kind not in ("sbase", "rlr"):
         return 0
-    value_head = cfg.d_model + 1 if (rc.kind == "rlr" and rc.rlr_baseline == "learned") else 0
+    value_head = cfg.d_model + 1 if rc.has_value_head else 0
     return cfg.d_model * rc.n_experts + value_head
 
 

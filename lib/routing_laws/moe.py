@@ -165,7 +165,7 @@ class RoutedFFN(hk.Module):
             rng = hk.maybe_next_rng_key() if (rc.kind == "rlr" and is_training) else None
             out = routers.route(rc, logits_TE=logits_TE, is_training=is_training, rng=rng)
         value_BT = None
-        if rc.kind == "rlr" and rc.rlr_baseline == "learned":
+        if rc.has_value_head:
             # value head on the stop-gradient router input: it predicts the token's reward (relative to
             # the position mean) before the expert is drawn, so as a baseline it keeps REINFORCE unbiased
             w_value = hk.get_parameter("w_value", [D], jnp.float32, init=jnp.zeros)
@@ -173,16 +173,13 @@ class RoutedFFN(hk.Module):
             value_BT = (jax.lax.stop_gradient(x_TD.astype(jnp.float32)) @ w_value + b_value).reshape(B, T)
         cf = rc.capacity_factor if is_training else rc.eval_capacity_factor
         G = rc.dispatch_groups
-        if (B * T) % G:
-            raise ValidationError("router.dispatch_groups", f"{B * T} tokens per batch do not split into {G} "
-                                  "equal dispatch groups", "choose dispatch_groups dividing batch_size x seq_len")
-        Tg = B * T // G
+        Tg = max(1, B * T // G)  # grouped_ffn_apply rejects a G that does not divide B * T
         C = Tg if cf is None else capacity(Tg, E, rc.top_k, cf)  # None: dropless evaluation
-        mesh = dispatch.current_mesh()
-        if G == 1 and not dispatch.uses_all_to_all(mesh, G):
+        if G == 1:  # one global queue (on a mesh XLA partitions it)
             y_TD, kept_TK = routed_ffn_apply(x_TD, w_in, w_out, out.expert_idx_TK, out.gate_TK, C)
         else:
-            y_TD, kept_TK = dispatch.grouped_ffn_apply(x_TD, w_in, w_out, out.expert_idx_TK, out.gate_TK, C, G, mesh)
+            y_TD, kept_TK = dispatch.grouped_ffn_apply(x_TD, w_in, w_out, out.expert_idx_TK, out.gate_TK, C, G,
+                                                       dispatch.current_mesh())
         metrics = routing_metrics(out.expert_idx_TK, kept_TK, E, out.metrics["router_entropy"])
         aux = RoutingAux(out.aux_loss, out.logprob_T.reshape(B, T), out.entropy_T.reshape(B, T), metrics, value_BT)
         return y_TD.reshape(B, T, D).astype(x_BTD.dtype), aux

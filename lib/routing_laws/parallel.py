@@ -84,7 +84,7 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def _check_mesh(mesh) -> Mesh:
+def check_mesh(mesh) -> Mesh:
     if not isinstance(mesh, Mesh) or tuple(mesh.axis_names) != (DATA, EXPERT):
         raise ValidationError("mesh", f"must be a jax Mesh with axes ('data', 'expert'), got {mesh!r}",
                               "build it with routing_laws.parallel.make_mesh")
@@ -93,7 +93,7 @@ def _check_mesh(mesh) -> Mesh:
 
 def check_fits(mesh: Mesh, model_cfg: ModelConfig, batch_size: int) -> None:
     """Raise if the model's experts or the batch cannot be split evenly over ``mesh``."""
-    _check_mesh(mesh)
+    check_mesh(mesh)
     if not isinstance(model_cfg, ModelConfig):
         raise ValidationError("model_cfg", f"must be a ModelConfig, got {type(model_cfg).__name__}")
     n_exp, n_dev = mesh.shape[EXPERT], mesh.size
@@ -117,18 +117,18 @@ def is_expert_weight(path, leaf) -> bool:
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
-    return NamedSharding(_check_mesh(mesh), P())
+    return NamedSharding(check_mesh(mesh), P())
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Batches [B, ...] split on B over every device (data and expert axes together)."""
-    return NamedSharding(_check_mesh(mesh), P((DATA, EXPERT)))
+    return NamedSharding(check_mesh(mesh), P((DATA, EXPERT)))
 
 
 def param_shardings(tree: Any, mesh: Mesh) -> Any:
     """Shardings for a parameter tree, or any tree mirroring it (optimizer state): expert weights' E axis
     over ``expert``, everything else replicated. Raises if an E is not divisible by the expert axis."""
-    _check_mesh(mesh)
+    check_mesh(mesh)
     n_exp = mesh.shape[EXPERT]
 
     def rule(path, leaf):
@@ -232,7 +232,7 @@ def sbase_choice(logits_TE, cfg: RouterConfig) -> jax.Array:
 def sbase_per_shard(logits_TE, cfg: RouterConfig, mesh: Mesh) -> jax.Array:
     """Experts [T] when every data shard balances only its own tokens (``shard_map`` over 'data'); the
     alternative to the default global balance, kept for measurement."""
-    _check_mesh(mesh)
+    check_mesh(mesh)
     # check_vma=False: Sinkhorn's fori_loop starts from an unvarying carry; each shard's loop is purely local
     fn = jax.shard_map(lambda z: sbase_choice(z, cfg), mesh=mesh, in_specs=P(DATA), out_specs=P(DATA), check_vma=False)
     return jax.jit(fn)(jax.device_put(logits_TE, NamedSharding(mesh, P(DATA))))
@@ -252,7 +252,7 @@ def balance_stats(expert_T, logits_TE, n_experts: int, n_shards: int) -> dict:
 def sbase_balance(logits_TE, cfg: RouterConfig, mesh: Mesh) -> dict:
     """Balance of S-BASE over the global batch (the default, computed under jit with tokens split over
     'data') vs per data shard, on the same logits: {'global': stats, 'per_shard': stats}."""
-    _check_mesh(mesh)
+    check_mesh(mesh)
     S = mesh.shape[DATA]
     if logits_TE.shape[0] % S:
         raise ValidationError("logits_TE", f"{logits_TE.shape[0]} tokens do not split over {S} data shards")
