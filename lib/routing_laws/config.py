@@ -72,6 +72,12 @@ class RouterConfig:
     # policy = softmax(logits / temperature); < 1 sharpens the policy and speeds the router's learning
     # (with Adam, like a larger router learning rate), so routing is consistent enough for experts to specialise
     rlr_temperature: float = 1.0
+    # the router's weights learn this many times faster than the rest, without weight decay: the REINFORCE
+    # signal is weak, and a router that moves at the body's pace stays near uniform (random routing)
+    rlr_router_lr_mult: float = 10.0
+    # True: the REINFORCE, entropy and balance terms train the router's weights only (no gradient into the
+    # router's input); the transformer body then learns from the LM loss alone, not from a noisy estimator
+    rlr_detach_input: bool = True
     # HASH
     hash_seed: int = 0
 
@@ -96,6 +102,9 @@ class RouterConfig:
         check_choice("router.rlr_baseline", self.rlr_baseline, RLR_BASELINES)
         check_float("router.rlr_value_coef", self.rlr_value_coef, min_value=0.0)
         check_float("router.rlr_temperature", self.rlr_temperature, min_value=0.0, min_exclusive=True)
+        check_float("router.rlr_router_lr_mult", self.rlr_router_lr_mult, min_value=0.0, min_exclusive=True)
+        if not isinstance(self.rlr_detach_input, bool):
+            raise ValidationError("router.rlr_detach_input", f"must be true or false, got {self.rlr_detach_input!r}")
         check_int("router.hash_seed", self.hash_seed, min_value=0)
         if self.kind == "dense" and self.n_experts != 1:
             raise ValidationError("router.n_experts", f"router 'dense' needs n_experts=1, got {self.n_experts}",

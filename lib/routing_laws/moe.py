@@ -161,7 +161,9 @@ class RoutedFFN(hk.Module):
             # small router init: routing starts near-uniform (Switch/MaxText practice)
             w_router = hk.get_parameter("w_router", [D, E], jnp.float32,
                                         init=hk.initializers.VarianceScaling(0.1, "fan_in", "truncated_normal"))
-            logits_TE = x_TD.astype(jnp.float32) @ w_router.astype(jnp.float32)
+            detach = rc.kind == "rlr" and rc.rlr_detach_input
+            x_in_TD = jax.lax.stop_gradient(x_TD) if detach else x_TD  # RL-R: policy terms train the router only
+            logits_TE = x_in_TD.astype(jnp.float32) @ w_router.astype(jnp.float32)
             rng = hk.maybe_next_rng_key() if (rc.kind == "rlr" and is_training) else None
             out = routers.route(rc, logits_TE=logits_TE, is_training=is_training, rng=rng)
         value_BT = None

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -24,7 +25,7 @@ from routing_laws import data as data_lib
 from routing_laws import model as model_lib
 from routing_laws import routers
 from routing_laws.config import ModelConfig, TrainConfig, model_from_dict, to_dict
-from routing_laws.errors import RoutingLawsError, ValidationError
+from routing_laws.errors import RoutingLawsError, ValidationError, check_float
 from routing_laws.io_utils import atomic_write_bytes, atomic_write_json, provenance
 
 RECORD_VERSION = 1
@@ -45,14 +46,27 @@ def schedule(train_cfg: TrainConfig, total_steps: int) -> optax.Schedule:
         decay_steps=max(total_steps, 2), end_value=train_cfg.learning_rate * train_cfg.final_lr_frac)
 
 
-def optimizer(train_cfg: TrainConfig, total_steps: int) -> optax.GradientTransformation:
-    """AdamW (decay on matrices only, not LayerNorm scales/offsets) with global-norm clipping."""
+ROUTER_WEIGHTS = "w_router"
+
+
+def optimizer(train_cfg: TrainConfig, total_steps: int, router_lr_mult: float = 1.0) -> optax.GradientTransformation:
+    """AdamW (decay on matrices only, not LayerNorm scales/offsets) after global-norm clipping.
+
+    ``router_lr_mult != 1``: the router weights (``w_router``) get that multiple of the learning rate and no
+    weight decay (RL-R's default, see RouterConfig.rlr_router_lr_mult); clipping stays global.
+    """
+    check_float("router_lr_mult", router_lr_mult, min_value=0.0, min_exclusive=True)
+    sched = schedule(train_cfg, total_steps)
     decay_mask = lambda params: jax.tree_util.tree_map(lambda p: p.ndim >= 2, params)  # noqa: E731
-    return optax.chain(
-        optax.clip_by_global_norm(train_cfg.clip_norm),
-        optax.adamw(schedule(train_cfg, total_steps), b1=0.9, b2=0.95, weight_decay=train_cfg.weight_decay,
-                    mask=decay_mask),
-    )
+    adamw = lambda lr, wd: optax.adamw(lr, b1=0.9, b2=0.95, weight_decay=wd, mask=decay_mask)  # noqa: E731
+    if router_lr_mult == 1.0:
+        update = adamw(sched, train_cfg.weight_decay)
+    else:
+        label = lambda params: hk.data_structures.map(  # noqa: E731
+            lambda module, name, p: "router" if name == ROUTER_WEIGHTS else "rest", params)
+        update = optax.multi_transform({"router": adamw(lambda step: router_lr_mult * sched(step), 0.0),
+                                        "rest": adamw(sched, train_cfg.weight_decay)}, label)
+    return optax.chain(optax.clip_by_global_norm(train_cfg.clip_norm), update)
 
 
 def token_logprob(logits_BTV: jax.Array, targets_BT: jax.Array) -> jax.Array:
@@ -179,7 +193,8 @@ def train(
     fingerprint = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": [dataset.meta.get(k) for k in ("hash", "corpus_hash", "tokenizer_hash")]}
 
     loss_fn = make_loss_fn(model_cfg, dtype)
-    opt = optimizer(train_cfg, total_steps)
+    rc = model_cfg.router
+    opt = optimizer(train_cfg, total_steps, rc.rlr_router_lr_mult if rc.kind == "rlr" else 1.0)
     net = model_lib.build(model_cfg)
 
     def train_step(params, opt_state, batch, rng):
