@@ -31,6 +31,8 @@ def test_routed_layers_every_other():
     (dict(kind="sbase", n_experts=2, routing_frequency=1.5), "router.routing_frequency"),
     (dict(kind="dense", n_experts=4), "router.n_experts"),
     (dict(kind="hash", n_experts=4, top_k=2), "router.top_k"),
+    (dict(kind="rlr", n_experts=4, rlr_router_lr_mult=0.0), "router.rlr_router_lr_mult"),
+    (dict(kind="rlr", n_experts=4, rlr_detach_input="yes"), "router.rlr_detach_input"),
 ])
 def test_router_config_errors_name_the_field(kw, field):
     with pytest.raises(ValidationError) as e:

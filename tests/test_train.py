@@ -130,3 +130,48 @@ def test_token_logprob_matches_log_softmax_take():
     g_fast = jax.grad(lambda lg: jnp.sum(weights * train_lib.token_logprob(lg, targets)))(logits)
     g_slow = jax.grad(lambda lg: jnp.sum(weights * slow(lg)))(logits)
     np.testing.assert_allclose(g_fast, g_slow, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_rlr_policy_terms_reach_the_body_only_when_not_detached(detach):
+    """With rlr_detach_input (the default) the REINFORCE, entropy and balance terms train the router weights
+    and nothing else; without it they also reach the transformer body through the router's input."""
+    from routing_laws import model as model_lib
+
+    cfg = tiny_model("rlr", 4, rlr_detach_input=detach, rlr_value_coef=0.0)
+    net = model_lib.build(cfg)
+    batch = jnp.asarray(np.random.default_rng(0).integers(0, 64, (4, 17)), jnp.int32)
+    params = net.init(jax.random.PRNGKey(0), batch[:, :-1], is_training=True)
+    loss_fn = train_lib.make_loss_fn(cfg, jnp.float32)
+
+    def policy_terms(p):
+        total, m = loss_fn(p, jax.random.PRNGKey(1), batch, True)
+        return total - m["lm_loss"]
+
+    g = jax.grad(policy_terms)(params)
+    moved = {(mod, name) for mod, leaves in g.items() for name, a in leaves.items() if float(jnp.abs(a).sum()) > 0}
+    assert any(name == "w_router" for _, name in moved)
+    body = {(mod, name) for mod, name in moved if name not in ("w_router", "w_value", "b_value")}
+    assert (not body) if detach else bool(body), body
+
+
+def test_router_lr_multiplier_and_no_router_decay():
+    """optimizer(router_lr_mult=m): w_router's update is m times the plain AdamW update without weight decay;
+    every other leaf gets exactly the plain AdamW update (decay included)."""
+    tcfg = train_lib.TrainConfig(tokens=4096, batch_size=2, warmup_frac=0.0, weight_decay=0.1)
+    rng = np.random.default_rng(1)
+    params = {"lm/moe_1": {"w_router": jnp.asarray(rng.normal(size=(8, 4)), jnp.float32),
+                           "w_in": jnp.asarray(rng.normal(size=(4, 8, 32)), jnp.float32)},
+              "lm/ln_final": {"scale": jnp.ones((8,), jnp.float32)}}
+    grads = jax.tree_util.tree_map(lambda p: jnp.asarray(rng.normal(size=p.shape) * 1e-3, jnp.float32), params)
+    plain, fast = train_lib.optimizer(tcfg, 100), train_lib.optimizer(tcfg, 100, router_lr_mult=10.0)
+    no_decay = train_lib.optimizer(tcfg.replace(weight_decay=0.0), 100)
+    for _ in range(3):  # a few steps, so the schedule and Adam moments are exercised
+        u_plain, s_plain = plain.update(grads, plain.init(params) if _ == 0 else s_plain, params)
+        u_fast, s_fast = fast.update(grads, fast.init(params) if _ == 0 else s_fast, params)
+        u_nd, s_nd = no_decay.update(grads, no_decay.init(params) if _ == 0 else s_nd, params)
+    np.testing.assert_allclose(u_fast["lm/moe_1"]["w_router"], 10.0 * u_nd["lm/moe_1"]["w_router"], rtol=1e-5)
+    np.testing.assert_allclose(u_fast["lm/moe_1"]["w_in"], u_plain["lm/moe_1"]["w_in"], rtol=1e-6)
+    np.testing.assert_allclose(u_fast["lm/ln_final"]["scale"], u_plain["lm/ln_final"]["scale"], rtol=1e-6)
+    with pytest.raises(ValidationError, match="router_lr_mult"):
+        train_lib.optimizer(tcfg, 100, router_lr_mult=0.0)
