@@ -53,3 +53,25 @@ def test_sweep_resumes_records_failures_and_reports_foreign(tmp_path, tiny_data,
     assert {r["status"] for r in rows} == {"finished", "failed"}
     fin = [r for r in rows if r["status"] == "finished"]
     assert fin[0]["technique"] == "dense" and float(fin[0]["loss"]) > 0 and int(fin[0]["N"]) > 0
+
+
+def test_comparison_and_curve_rows_from_records():
+    """comparison_rows: sorted by loss, difference to the dense run of the same size, routing metrics;
+    curve_rows: one row per validation point; failed records are left out; bad input is named."""
+    def rec(router, E, loss, size="100k"):
+        return {"status": "finished", "spec": {"router": router, "experts": E, "size": size}, "tokens": 100,
+                "final_val_loss": loss, "curve": [{"tokens": 50, "val_loss": loss + 1}, {"tokens": 100, "val_loss": loss}],
+                "train_curve": [{"dropped_frac": 0.5}, {"dropped_frac": 0.01}],
+                "routing": {"max_over_mean_load": [1.5, 2.5], "router_entropy": 0.7} if router != "dense" else {}}
+    recs = [rec("dense", 1, 4.3), rec("rlr", 16, 4.25), rec("hash", 16, 4.1), rec("sbase", 4, 4.0, "200k"),
+            {"status": "failed", "run_id": "x", "reason": "NaN"}]
+    rows = sweep.comparison_rows(recs)
+    assert [r["run"] for r in rows] == ["S-BASE E=4", "HASH E=16", "RL-R E=16", "dense"]
+    by = {r["run"]: r for r in rows}
+    assert by["HASH E=16"]["vs_dense"] == pytest.approx(-0.2) and by["dense"]["vs_dense"] == 0.0
+    assert by["S-BASE E=4"]["vs_dense"] is None  # no dense run of its size
+    assert by["RL-R E=16"]["train_dropped"] == 0.01 and by["RL-R E=16"]["eval_max_over_mean_load"] == 2.5
+    curves = sweep.curve_rows(recs)
+    assert len(curves) == 8 and {"run": "dense", "tokens": 50, "loss": 5.3} in curves
+    with pytest.raises(ValidationError, match="records"):
+        sweep.comparison_rows("data/runs/routers")

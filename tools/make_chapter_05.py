@@ -103,6 +103,33 @@ else:
     print("skipped: the raw runs are not available (see above)")"""),
 ("md", """The points hug the diagonal: R and k variants sit on the same (F, B) surface as the main grid,
 to within about 1-2% in loss."""),
+("md", """## Our routers, one size, 8M tokens
+
+The committed runs of the `routers` sweep profile (`data/runs/routers/`, produced by
+`routing-laws sweep --profile routers`; the folder's README says how): the 100k model (N = 98,944) dense
+and with E = 16 experts behind each router, 8,388,608 training tokens each, capacity factor 2 in
+training, dropless evaluation. Click a legend entry to highlight a run."""),
+("code", """from routing_laws import sweep
+from routing_laws.io_utils import repo_root
+
+recs, problems = sweep.read_records(repo_root() / "data" / "runs" / "routers")
+for p in problems:
+    print("skipped:", p)
+rows = sweep.comparison_rows(recs)
+if rows:
+    cols = ["run", "val_loss", "vs_dense", "train_dropped", "eval_max_over_mean_load", "router_entropy"]
+    display(explore.Table(rows, cols, {"val_loss": ".4f", "vs_dense": "+.4f", "train_dropped": ".2%",
+                                       "eval_max_over_mean_load": ".2f", "router_entropy": ".2f"},
+                          "final validation loss (nats/token), training drops of the last window, evaluation routing"))
+    display(charts.loss_curve_chart(sweep.curve_rows(recs), y_title="validation loss (nats/token)",
+                                    title="Validation loss during training (100k model, E = 16)"))
+else:
+    print("no finished runs in data/runs/routers")"""),
+("md", """At this small scale HASH's fixed token-id split is the strongest: its experts specialise from the
+first step. S-BASE and RL-R end close together; RL-R needed its router to learn faster than the body
+(`rlr_router_lr_mult`) and its policy terms kept out of the body (`rlr_detach_input`) to beat dense at
+all (chapter 1). The paper ranks HASH last at its scale: one size says nothing about scaling, which is
+what the sweep and the fits are for."""),
 ("md", """## Summary
 
 - The refit of the raw runs agrees with Table 3 within its bootstrap intervals.

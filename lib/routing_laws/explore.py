@@ -41,6 +41,8 @@ class Table:
 
     def cell(self, row: Mapping, col: str) -> str:
         v = row.get(col, "")
+        if v is None:  # not applicable (e.g. routing metrics of a dense run)
+            return ""
         fmt = self.formats.get(col)
         if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
             if isinstance(v, (float, np.floating)) and not math.isfinite(v):

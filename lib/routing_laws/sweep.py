@@ -156,6 +156,47 @@ def summary_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
+LABELS = {"dense": "dense", "sbase": "S-BASE", "rlr": "RL-R", "hash": "HASH"}
+
+
+def run_label(rec: dict) -> str:
+    """'S-BASE E=16' style label of a finished record (router, and E for routed runs)."""
+    spec = rec.get("spec") or {}
+    router = spec.get("router", rec.get("model", {}).get("router", {}).get("kind", "?"))
+    E = spec.get("experts", 1)
+    return LABELS.get(router, router) + ("" if router == "dense" else f" E={E}")
+
+
+def _finished_records(records: list[dict]) -> list[dict]:
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise ValidationError("records", "must be a list of run records (dicts)", "use read_records(folder)")
+    return [r for r in records if r.get("status") == "finished"]
+
+
+def comparison_rows(records: list[dict]) -> list[dict]:
+    """One row per finished run: final validation loss, its difference to the dense run of the same size
+    (None without one), the training drops of the last logged window, and the evaluation routing metrics."""
+    fin = _finished_records(records)
+    dense = {(r.get("spec") or {}).get("size"): r["final_val_loss"] for r in fin
+             if (r.get("spec") or {}).get("router") == "dense"}
+    rows = []
+    for r in sorted(fin, key=lambda r: r["final_val_loss"]):
+        routing, size = r.get("routing") or {}, (r.get("spec") or {}).get("size")
+        last = (r.get("train_curve") or [{}])[-1]
+        rows.append({"run": run_label(r), "size": size, "tokens": r["tokens"], "val_loss": r["final_val_loss"],
+                     "vs_dense": r["final_val_loss"] - dense[size] if size in dense else None,
+                     "train_dropped": last.get("dropped_frac"),
+                     "eval_max_over_mean_load": max(routing["max_over_mean_load"]) if routing.get("max_over_mean_load") else None,
+                     "router_entropy": routing.get("router_entropy")})
+    return rows
+
+
+def curve_rows(records: list[dict]) -> list[dict]:
+    """Validation curves of the finished runs as {run, tokens, loss} rows (charts.loss_curve_chart)."""
+    return [{"run": run_label(r), "tokens": p["tokens"], "loss": p["val_loss"]}
+            for r in _finished_records(records) for p in r.get("curve", [])]
+
+
 def write_summary(folder: Path) -> Path:
     records, _ = read_records(folder)
     buf = io.StringIO()
