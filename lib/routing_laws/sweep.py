@@ -187,7 +187,8 @@ def comparison_rows(records: list[dict]) -> list[dict]:
                      "vs_dense": r["final_val_loss"] - dense[size] if size in dense else None,
                      "train_dropped": last.get("dropped_frac"),
                      "eval_max_over_mean_load": max(routing["max_over_mean_load"]) if routing.get("max_over_mean_load") else None,
-                     "router_entropy": routing.get("router_entropy")})
+                     # HASH has no router (its recorded entropy is 0 by construction)
+                     "router_entropy": None if (r.get("spec") or {}).get("router") == "hash" else routing.get("router_entropy")})
     return rows
 
 
