@@ -175,3 +175,15 @@ def test_router_lr_multiplier_and_no_router_decay():
     np.testing.assert_allclose(u_fast["lm/ln_final"]["scale"], u_plain["lm/ln_final"]["scale"], rtol=1e-6)
     with pytest.raises(ValidationError, match="router_lr_mult"):
         train_lib.optimizer(tcfg, 100, router_lr_mult=0.0)
+
+
+def test_provenance_names_the_loaded_code_and_a_moved_head(monkeypatch):
+    """A record names the commit of the code its process loaded; if HEAD moved since, that is recorded too."""
+    from routing_laws import io_utils
+
+    monkeypatch.setattr(io_utils, "git_commit", lambda root=None: "head123")
+    p = io_utils.provenance("loaded456")
+    assert p["commit"] == "loaded456" and p["head_commit"] == "head123"
+    p = io_utils.provenance("head123")
+    assert p["commit"] == "head123" and "head_commit" not in p
+    assert io_utils.provenance()["commit"] == "head123"

@@ -77,10 +77,15 @@ def git_commit(root: Path | None = None) -> str:
         return "unknown"
 
 
-def provenance() -> dict:
-    """Where and when a result was produced: commit, machine, Python and JAX versions, UTC date."""
+def provenance(code_commit: str | None = None) -> dict:
+    """Where and when a result was produced: commit, machine, Python and JAX versions, UTC date.
+
+    ``code_commit``: the commit of the code a long-lived process loaded (``train.CODE_COMMIT``); the
+    checkout's HEAD may have moved since, and is then recorded as ``head_commit`` beside it.
+    """
+    head = git_commit()
     info = {
-        "commit": git_commit(),
+        "commit": code_commit or head,
         "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": platform.node(),
         "platform": platform.platform(),
@@ -88,6 +93,8 @@ def provenance() -> dict:
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
+    if code_commit and code_commit != head:
+        info["head_commit"] = head
     try:
         import jax
 

@@ -77,7 +77,7 @@ class LM(hk.Module):
                 y_BTD = DenseFFN(cfg.d_ff, name=f"ffn_{i}")(h_BTD)
             x_BTD = x_BTD + y_BTD.astype(dtype)
         x_BTD = _layer_norm("ln_final")(x_BTD)
-        # a 2-D matmul, not a 3-D einsum: XLA:CPU runs this (and its gradient) about twice as fast
+        # a 2-D matmul, not a 3-D einsum: XLA:CPU ran this product and its gradient 2.3x faster in isolation
         logits_BTV = (x_BTD.reshape(B * T, -1) @ embed.embeddings.astype(dtype).T).reshape(B, T, -1).astype(jnp.float32)
         return logits_BTV, auxes
 

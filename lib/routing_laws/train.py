@@ -26,9 +26,11 @@ from routing_laws import model as model_lib
 from routing_laws import routers
 from routing_laws.config import ModelConfig, TrainConfig, model_from_dict, to_dict
 from routing_laws.errors import RoutingLawsError, ValidationError, check_float
-from routing_laws.io_utils import atomic_write_bytes, atomic_write_json, provenance
+from routing_laws.io_utils import atomic_write_bytes, atomic_write_json, git_commit, provenance
 
 RECORD_VERSION = 1
+# the commit of the code this process loaded (a sweep process keeps running its code while HEAD moves)
+CODE_COMMIT = git_commit()
 
 
 def compute_dtype(train_cfg: TrainConfig):
@@ -72,7 +74,7 @@ def optimizer(train_cfg: TrainConfig, total_steps: int, router_lr_mult: float = 
 def token_logprob(logits_BTV: jax.Array, targets_BT: jax.Array) -> jax.Array:
     """log softmax(logits)[target] per token, as logit[target] - logsumexp(logits). The target logit is picked
     with an iota comparison, not take_along_axis, whose gradient is a scatter into a zero [B, T, V] buffer
-    (a third of the step on CPU); the tests check it against log_softmax + take_along_axis."""
+    (slow on CPU); the tests check it against log_softmax + take_along_axis."""
     V = logits_BTV.shape[-1]
     hit_BTV = jax.lax.broadcasted_iota(jnp.int32, (1, 1, V), 2) == targets_BT[..., None]
     target_logit_BT = jnp.sum(jnp.where(hit_BTV, logits_BTV, 0.0), axis=-1)
@@ -189,7 +191,7 @@ def train(
     eval_every = train_cfg.eval_every or max(1, total_steps // 10)
     dtype = compute_dtype(train_cfg)
     acct = model_lib.count_params(model_cfg)
-    started = provenance()  # the commit of the code that trains, even if HEAD moves during a long run
+    started = provenance(CODE_COMMIT)  # the code that trains, even if HEAD moved since this process started
     fingerprint = {"model": to_dict(model_cfg), "train": to_dict(train_cfg), "data": [dataset.meta.get(k) for k in ("hash", "corpus_hash", "tokenizer_hash")]}
 
     loss_fn = make_loss_fn(model_cfg, dtype)
