@@ -24,7 +24,7 @@ RLR_BASELINES = ("learned", "batch")
 SIZES: dict[str, tuple[int, int, int, int]] = {
     "100k": (64, 2, 2, 32),
     "200k": (96, 2, 3, 32),
-    "400k": (128, 2, 4, 32),
+    "400k": (136, 2, 4, 34),  # N = 445,264: with 100k (98,944) the cpu grid spans 4.5x in N
     "800k": (128, 4, 4, 32),
     "1.6M": (192, 4, 6, 32),
     "3M": (256, 4, 8, 32),
