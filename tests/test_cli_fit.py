@@ -82,6 +82,24 @@ def test_fit_bad_csvs_exit_2(tmp_path, capsys):
     assert "loss" in capsys.readouterr().err
 
 
+def test_fit_a_partial_sweep_fits_what_it_can_and_says_why_not_the_rest(tmp_path, capsys):
+    src = write_runs(tmp_path / "runs.csv")
+    with open(src, "a", newline="") as f:  # rlr at one E only: with dense, 2 expert counts cannot give E_start, E_max
+        csv.writer(f).writerows([("rlr", n, 4, laws.predict_loss(n, 4, LAW)) for n in SIZES])
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(src), "--bootstrap", "0", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "rlr: not fitted" in text and "2 distinct expert counts" in text and "not fitted: rlr" in text
+    doc = json.loads(out.read_text())
+    assert set(doc["results"]) == {"sbase", "hash"} and "E_start" in doc["not_fitted"]["rlr"]
+    assert main(["fit", str(src), "--bootstrap", "0", "--technique", "rlr"]) == 2  # asked for by name: an error
+    assert "rlr: only 2 distinct expert counts" in capsys.readouterr().err
+    only_rlr = tmp_path / "rlr.csv"
+    only_rlr.write_text("\n".join(l for l in src.read_text().splitlines() if not l.startswith(("sbase", "hash"))) + "\n")
+    assert main(["fit", str(only_rlr), "--bootstrap", "0"]) == 2
+    assert "rlr: only 2 distinct expert counts" in capsys.readouterr().err
+
+
 def test_fit_clark_without_the_runs_says_how_to_get_them(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv(paper.RUNS_ENV, raising=False)
     monkeypatch.setattr(paper, "cache_path", lambda: tmp_path / "cache.csv")

@@ -118,3 +118,20 @@ def test_validation():
         explore.ehat_rows({})
     with pytest.raises(ValidationError):
         explore.coefficient_table({"x": 1})
+
+
+def test_read_sweep_waits_for_eight_cells(tmp_path):
+    # 7 (N, E) cells per router fit 6 parameters but leave no room for bootstrap intervals: not ready.
+    rows = [{"run_id": f"{t}{n}{e}", "status": "finished", "technique": t, "size": "x", "N": n, "E": e, "K": 1,
+             "R": 0.5, "loss": float(laws.predict_loss(n, e, LAW))}
+            for t, n, e in [("dense", 1e5, 1), ("sbase", 1e5, 4), ("sbase", 1e5, 16), ("sbase", 1e5, 64),
+                            ("sbase", 2e5, 4), ("sbase", 2e5, 64), ("dense", 2e5, 1)]]
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    sw = explore.read_sweep(("cpu",), root=tmp_path)
+    assert not sw.ok and "7 distinct (N, E) cells" in sw.message
+    rows.append({**rows[2], "run_id": "s2e16", "N": 2e5, "loss": float(laws.predict_loss(2e5, 16, LAW))})
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    sw = explore.read_sweep(("cpu",), root=tmp_path)
+    assert sw.ok and set(sw.tables) == {"S-BASE"}
+    fits = explore.fit_laws(sw.tables, bootstrap=20)
+    assert fits["S-BASE"].n_points == 8

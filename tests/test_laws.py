@@ -283,3 +283,21 @@ def test_bad_laws_and_other_inputs_are_rejected():
     with pytest.raises(ValidationError) as e:
         laws.extrapolation_check(N0[E0 > 0][:20], E0[:20], L0[:20])
     assert e.value.field == "N"
+
+
+def test_bootstrap_needs_two_runs_more_than_parameters():
+    # The cpu sweep's shape when it first had 2 sizes: dense + E 4/16/64 at one N, E 4/64 (+16) at another.
+    N = np.array([1e5, 1e5, 1e5, 1e5, 2.2e5, 2.2e5, 2.2e5, 2.2e5])
+    E = np.array([1, 4, 16, 64, 4, 64, 16, 1.0])
+    L = laws.predict_loss(N, E, TRUE) * 10.0 ** np.random.default_rng(3).normal(0, 0.002, N.size)
+    for n in (6, 7):
+        with pytest.raises(ValidationError) as e:
+            laws.fit_routed_law(N[:n], E[:n], L[:n], bootstrap=20)
+        assert e.value.field == "bootstrap" and f"{n} distinct runs" in str(e.value) and "bootstrap=0" in str(e.value)
+        assert math.isfinite(laws.fit_routed_law(N[:n], E[:n], L[:n]).law.a)  # the point fit still works
+    fit = laws.fit_routed_law(N, E, L, bootstrap=50)
+    lo, hi = fit.ci["a"]
+    assert lo < hi  # resamples differ, so the interval has a width
+    with pytest.raises(ValidationError) as e:
+        laws_fit.bootstrap_counts(3, 5, seed=0, ok=lambda mask: False, max_tries=4)
+    assert e.value.field == "bootstrap"

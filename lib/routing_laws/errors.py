@@ -18,7 +18,7 @@ class ValidationError(RoutingLawsError, ValueError):
     """Bad input: the message names the field and says how to fix it."""
 
     def __init__(self, field: str, problem: str, fix: str = ""):
-        self.field = field
+        self.field, self.problem, self.fix = field, problem, fix
         msg = f"{field}: {problem}"
         if fix:
             msg += f" ({fix})"

@@ -372,8 +372,9 @@ def _fit_ready(N: np.ndarray, E: np.ndarray) -> str:
         return f"{np.unique(N).size} model size(s) (need >= 2)"
     if np.unique(E).size < 3:
         return f"{np.unique(E).size} expert count(s) incl. dense (need >= 3)"
-    if len(set(zip(N.tolist(), E.tolist()))) < 6:
-        return "fewer than 6 distinct (N, E) cells"
+    if len(set(zip(N.tolist(), E.tolist()))) < 8:
+        return (f"{len(set(zip(N.tolist(), E.tolist())))} distinct (N, E) cells incl. dense "
+                "(need >= 8: 6 parameters + 2 for bootstrap intervals)")
     return ""
 
 
@@ -384,8 +385,9 @@ def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | N
     notes = []
     for prof in profiles:
         path = base / prof / "runs.csv"
+        shown = path.relative_to(repo_root()) if repo_root() in path.parents else path  # data/runs/cpu/runs.csv
         if not path.is_file():
-            notes.append(f"{path.relative_to(base.parent) if base.parent in path.parents else path}: missing")
+            notes.append(f"{shown}: missing")
             continue
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
@@ -405,9 +407,9 @@ def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | N
             else:
                 tables[router] = (N, E, L)
         if tables:
-            msg = f"{path}: {len(fin)} finished, {failed} failed runs" + (f"; not fitted: {'; '.join(why)}" if why else "")
+            msg = f"{shown}: {len(fin)} finished, {failed} failed runs" + (f"; not fitted: {'; '.join(why)}" if why else "")
             return SweepRuns(path, len(fin), failed, tables, msg)
-        notes.append(f"{path}: {len(fin)} finished, {failed} failed runs, not enough to fit ({'; '.join(why)})")
+        notes.append(f"{shown}: {len(fin)} finished, {failed} failed runs, not enough to fit ({'; '.join(why)})")
     return SweepRuns(base, 0, 0, {}, "no sweep with enough runs: " + " | ".join(notes)
                      + ". Run `make sweep PROFILE=cpu` (33 runs of 8.4M tokens: about 9 h on an idle 2-core CPU, resumable), then rebuild the book.")
 

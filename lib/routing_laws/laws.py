@@ -314,6 +314,11 @@ def _inputs(N, E, loss):
     return N_n, E_n, L_n
 
 
+def validate_runs(N, E, loss) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs (N, E, loss) as float arrays, or a ValidationError naming the bad field (NaN, <= 0, lengths)."""
+    return _inputs(N, E, loss)
+
+
 def _need_points(n: int, n_params: int, what: str) -> None:
     if n < n_params:
         raise ValidationError("N", f"{n} point(s) cannot determine the {n_params} parameters of {what}",
@@ -332,6 +337,13 @@ def _bootstrap(bootstrap, seed) -> tuple[int, int]:
 def _ok(keys: list[np.ndarray], mins: list[int], n_params: int):
     """Identifiability test of a bootstrap resample: enough distinct values of each key and points."""
     pair = np.unique(np.stack(keys, 1), axis=0, return_inverse=True)[1].ravel()
+    n_cells = int(pair.max()) + 1
+    if n_cells < n_params + 2:
+        # With n_params cells every identifiable resample is the full set (zero spread); with one more,
+        # almost none is identifiable. Two spare cells is the least that gives intervals a meaning.
+        raise ValidationError("bootstrap", f"{n_cells} distinct runs for {n_params} parameters: too few for "
+                              "bootstrap intervals (resamples would be unidentifiable or all alike)",
+                              f"pass bootstrap=0 for the point fit only, or fit at least {n_params + 2} distinct runs")
 
     def ok(mask):
         if np.unique(pair[mask]).size < n_params:
@@ -509,5 +521,5 @@ __all__ = [
     "RoutedLaw", "FBLaw", "FitResult", "DenseFit", "FBFit", "SlopeFit", "ExtrapolationCheck", "HUBER_DELTA",
     "LAW_PARAMS", "saturating_experts", "predict_loss", "dense_slope", "effective_params", "cutoff_params",
     "iso_loss_curve", "predict_fb_loss", "fit_routed_law", "fit_dense_law", "fit_fb_law",
-    "fit_per_expert_slopes", "fit_per_size_slopes", "extrapolation_check", "huber",
+    "fit_per_expert_slopes", "fit_per_size_slopes", "extrapolation_check", "huber", "validate_runs",
 ]

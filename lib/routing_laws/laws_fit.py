@@ -26,6 +26,8 @@ from typing import Callable
 import numpy as np
 from scipy.optimize import minimize
 
+from routing_laws.errors import ValidationError
+
 HUBER_DELTA = 1e-3
 """Huber threshold in log10 L: residuals beyond 0.001 (0.23 % in L) count linearly, not squared.
 The runs scatter by ~0.003 around Eq. 1, so the fit is close to least absolute deviations and one
@@ -219,7 +221,8 @@ def bootstrap_counts(n: int, n_boot: int, seed: int, ok: Callable | None = None,
                     break
                 counts[i] = rng.multinomial(n, np.full(n, 1.0 / n))
             else:
-                raise RuntimeError("could not draw an identifiable bootstrap resample")
+                raise ValidationError("bootstrap", f"no identifiable resample in {max_tries} draws of {n} runs",
+                                      "pass bootstrap=0, or add runs at more (N, E) cells")
     return counts.astype(float)
 
 

@@ -146,9 +146,20 @@ def run(args) -> int:
     t3 = paper.table3() if is_clark else {}
     c_un = paper.derived_c() if is_clark else {}
     cuts = paper.reported_cutoffs() if is_clark else {}
-    results, t0 = {}, time.perf_counter()
+    results, skipped, t0 = {}, {}, time.perf_counter()
     for tech, (N, E, L, n_runs) in tables.items():
-        fit = laws.fit_routed_law(N, E, L, saturating=not args.plain, bootstrap=boot, seed=seed)
+        laws.validate_runs(N, E, L)  # bad data is an error even when other techniques could be fitted
+    for tech, (N, E, L, n_runs) in tables.items():
+        try:
+            fit = laws.fit_routed_law(N, E, L, saturating=not args.plain, bootstrap=boot, seed=seed)
+        except ValidationError as e:
+            # A partial sweep: fit what can be fitted, say why the rest was not. A technique the user
+            # asked for by name, or the only one there is, is an error.
+            if args.technique or len(tables) == 1:
+                raise ValidationError(e.field, f"{tech}: {e.problem}", e.fix) from None
+            skipped[tech] = str(e)
+            print(f"{tech}: not fitted ({n_runs} runs): {e}")
+            continue
         law = fit.law
         cut, slope = laws.cutoff_params(law), laws.dense_slope(law)
         try:
@@ -174,7 +185,12 @@ def run(args) -> int:
                   f"RMSE {ex.rmse_test:.5f} (train {ex.rmse_train:.5f}), mean error {ex.mean_residual_test:+.5f}")
         results[tech] = {**fit.to_dict(), "n_runs": n_runs, "n_cutoff": cut, "n_cutoff_ci": list(cut_ci),
                          "dense_slope": slope, "extrapolation_rmse": None if ex is None else ex.rmse_test}
-    print(f"fitted {len(results)} technique(s) in {time.perf_counter() - t0:.1f} s")
+    if not results:
+        raise ValidationError("PATH", f"no technique in {args.path} can be fitted: "
+                              + "; ".join(f"{t}: {why}" for t, why in skipped.items()),
+                              "add runs (make sweep PROFILE=cpu), or pass --bootstrap 0 where only intervals fail")
+    print(f"fitted {len(results)} technique(s) in {time.perf_counter() - t0:.1f} s"
+          + (f"; not fitted: {', '.join(skipped)}" if skipped else ""))
     if args.json:
-        atomic_write_json(args.json, {"source": args.path, "results": results})
+        atomic_write_json(args.json, {"source": args.path, "results": results, "not_fitted": skipped})
     return 0
