@@ -18,6 +18,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 
+from routing_laws import lm_head
 from routing_laws.config import ModelConfig
 from routing_laws.moe import DenseFFN, RoutedFFN
 
@@ -56,7 +57,8 @@ class LM(hk.Module):
         super().__init__(name=name)
         self.cfg = cfg
 
-    def __call__(self, token_ids_BT: jax.Array, *, is_training: bool, dtype=jnp.float32):
+    def __call__(self, token_ids_BT: jax.Array, *, is_training: bool, dtype=jnp.float32, targets_BT=None):
+        """(logits_BTV, auxes); with ``targets_BT``, (log p(target)_BT, auxes) without the full logits on CPU."""
         cfg = self.cfg
         B, T = token_ids_BT.shape
         if T > cfg.seq_len:
@@ -77,6 +79,9 @@ class LM(hk.Module):
                 y_BTD = DenseFFN(cfg.d_ff, name=f"ffn_{i}")(h_BTD)
             x_BTD = x_BTD + y_BTD.astype(dtype)
         x_BTD = _layer_norm("ln_final")(x_BTD)
+        if targets_BT is not None:
+            w_VD = embed.embeddings.astype(dtype)
+            return lm_head.token_logprob(x_BTD.reshape(B * T, -1), w_VD, targets_BT.reshape(-1)).reshape(B, T), auxes
         # a 2-D matmul, not a 3-D einsum: XLA:CPU ran this product and its gradient 2.3x faster in isolation
         logits_BTV = (x_BTD.reshape(B * T, -1) @ embed.embeddings.astype(dtype).T).reshape(B, T, -1).astype(jnp.float32)
         return logits_BTV, auxes
@@ -85,8 +90,8 @@ class LM(hk.Module):
 def build(cfg: ModelConfig) -> hk.Transformed:
     """``hk.transform`` of the LM: ``init(rng, tokens_BT, is_training)``, ``apply(params, rng, tokens_BT, is_training)``."""
 
-    def forward(token_ids_BT, is_training: bool = False, dtype=jnp.float32):
-        return LM(cfg)(token_ids_BT, is_training=is_training, dtype=dtype)
+    def forward(token_ids_BT, is_training: bool = False, dtype=jnp.float32, targets_BT=None):
+        return LM(cfg)(token_ids_BT, is_training=is_training, dtype=dtype, targets_BT=targets_BT)
 
     return hk.transform(forward)
 

@@ -71,16 +71,6 @@ def optimizer(train_cfg: TrainConfig, total_steps: int, router_lr_mult: float = 
     return optax.chain(optax.clip_by_global_norm(train_cfg.clip_norm), update)
 
 
-def token_logprob(logits_BTV: jax.Array, targets_BT: jax.Array) -> jax.Array:
-    """log softmax(logits)[target] per token, as logit[target] - logsumexp(logits). The target logit is picked
-    with an iota comparison, not take_along_axis, whose gradient is a scatter into a zero [B, T, V] buffer
-    (slow on CPU); the tests check it against log_softmax + take_along_axis."""
-    V = logits_BTV.shape[-1]
-    hit_BTV = jax.lax.broadcasted_iota(jnp.int32, (1, 1, V), 2) == targets_BT[..., None]
-    target_logit_BT = jnp.sum(jnp.where(hit_BTV, logits_BTV, 0.0), axis=-1)
-    return target_logit_BT - jax.nn.logsumexp(logits_BTV, axis=-1)
-
-
 def make_loss_fn(model_cfg: ModelConfig, dtype) -> Callable:
     """loss(params, rng, batch_BT1, is_training) -> (total loss, metrics). Adds router aux losses and RL-R's REINFORCE term."""
     net = model_lib.build(model_cfg)
@@ -89,8 +79,7 @@ def make_loss_fn(model_cfg: ModelConfig, dtype) -> Callable:
         inputs_BT, targets_BT = batch_BT1[:, :-1], batch_BT1[:, 1:]
         if dtype != jnp.float32:
             params = jax.tree_util.tree_map(lambda p: p.astype(dtype), params)
-        logits_BTV, auxes = net.apply(params, rng, inputs_BT, is_training=is_training, dtype=dtype)
-        tok_logp_BT = token_logprob(logits_BTV, targets_BT)
+        tok_logp_BT, auxes = net.apply(params, rng, inputs_BT, is_training=is_training, dtype=dtype, targets_BT=targets_BT)
         lm_loss = -tok_logp_BT.mean()
         total = lm_loss
         metrics: dict[str, Any] = {"lm_loss": lm_loss}
