@@ -126,6 +126,27 @@ def test_routed_ffn_module_runs_and_matches_reference(kind, K):
         np.testing.assert_allclose(np.asarray(y).reshape(-1, D), np.asarray(y_ref), rtol=1e-5, atol=1e-5)
 
 
+def test_dropless_capacities_are_doubling_buckets_up_to_all_tokens():
+    assert moe.dropless_capacities(4096, 64, 1) == (128, 256, 512, 1024, 2048, 4096)
+    assert moe.dropless_capacities(48, 2, 2) == (48,)
+    assert moe.dropless_capacities(50, 8, 1) == (13, 25, 50)
+
+
+@pytest.mark.parametrize("E,K,skew", [(8, 1, 0.0), (8, 1, 2.0), (8, 2, 50.0), (64, 1, 0.0), (1, 1, 0.0)])
+def test_dropless_path_matches_the_all_tokens_buffer_and_the_reference(E, K, skew):
+    """Balanced, skewed and all-on-one-expert routings: the bucketed dropless FFN keeps every slot and equals
+    C = T (the obvious dropless buffer) and the reference loop (evaluation only: no gradients taken)."""
+    T = 96
+    x, w_in, w_out, idx, gate = _inputs(T, E, K, seed=E + K, skew=skew)
+    idx_np = np.asarray(idx)
+    fast = jax.jit(lambda x, a, b, g: moe.dropless_ffn_apply(x, a, b, jnp.asarray(idx_np), g))
+    full = jax.jit(lambda x, a, b, g: moe.routed_ffn_apply(x, a, b, jnp.asarray(idx_np), g, T))
+    y, kept = fast(x, w_in, w_out, gate)
+    assert np.asarray(kept).all()
+    np.testing.assert_allclose(y, full(x, w_in, w_out, gate)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, moe.routed_ffn_reference(x, w_in, w_out, idx_np, gate, T)[0], rtol=1e-5, atol=1e-5)
+
+
 def test_evaluation_is_dropless_unless_an_eval_capacity_is_set():
     """All tokens of one id go to one hash expert: training (cf 1) drops, default evaluation does not."""
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 16, D))
