@@ -128,6 +128,16 @@ def test_builders_reject_bad_options():
         charts.xy_chart([dict(a=1, b=2)], x="a", y="b", x_title=" ", y_title="b (units)")
     with pytest.raises(ValidationError, match="x"):
         charts.loss_curve_chart([dict(run="a", epoch=1, loss=3.0)], x="epoch")
+    with pytest.raises(ValidationError, match="x_format"):
+        charts.xy_chart([dict(a="p", b=2)], x="a", y="b", x_title="a", y_title="b", x_type="nominal", x_format="~s")
+
+
+def test_xy_chart_x_format_reaches_the_axis():
+    rows = [dict(N=n, r=0.001) for n in (1e5, 2e5, 4e5)]
+    spec = charts.xy_chart(rows, x="N", y="r", x_title="N", y_title="r", log_x=True, x_format="~s").to_dict()
+    assert spec["encoding"]["x"]["axis"] == {"format": "~s", "labelOverlap": "greedy"}
+    plain = charts.xy_chart(rows, x="N", y="r", x_title="N", y_title="r", log_x=True).to_dict()
+    assert "axis" not in plain["encoding"]["x"]
 
 
 def test_si_labels_match_reference():

@@ -155,8 +155,12 @@ def _need_title(field: str, title: str) -> str:
 def xy_chart(rows: Iterable[Mapping], *, x: str, y: str, x_title: str, y_title: str, color: str | None = None,
              color_title: str | None = None, mark: str = "line", log_x: bool = False, log_y: bool = False,
              x_type: str = "quantitative", tooltip_formats: Mapping[str, str] | None = None,
-             zoom: bool = False, title: str | None = None, width: int = 420, height: int = 260) -> alt.Chart:
-    """Line / point / bar chart of ``rows`` with tooltips, titled axes and a legend selection on ``color``."""
+             zoom: bool = False, title: str | None = None, width: int = 420, height: int = 260,
+             x_format: str | None = None) -> alt.Chart:
+    """Line / point / bar chart of ``rows`` with tooltips, titled axes and a legend selection on ``color``.
+
+    ``x_format`` is a d3 format for the x labels (``"~s"`` writes 200k, not 200,000, so narrow log axes stay legible).
+    """
     check_choice("mark", mark, ("line", "point", "bar"))
     check_choice("x_type", x_type, ("quantitative", "ordinal", "nominal"))
     _need_title("x_title", x_title)
@@ -170,7 +174,12 @@ def xy_chart(rows: Iterable[Mapping], *, x: str, y: str, x_title: str, y_title: 
     tips = [alt.Tooltip(f"{f}:Q", title=t, format=fmts.get(f, ".4g")) if f in numeric
             else alt.Tooltip(f"{f}:N", title=t)
             for f, t in ((color, color_title or color), (x, x_title), (y, y_title)) if f]
-    xs = alt.X(x, type=x_type, title=x_title, scale=alt.Scale(type="log") if log_x else alt.Scale(zero=False)) \
+    if x_format is not None and (not isinstance(x_format, str) or x_type != "quantitative"):
+        raise ValidationError("x_format", f"a d3 format string for a quantitative x axis, got {x_format!r}",
+                              "pass e.g. x_format='~s', or leave it None for ordinal/nominal x")
+    axis = alt.Axis(format=x_format, labelOverlap="greedy") if x_format else alt.Undefined
+    xs = alt.X(x, type=x_type, title=x_title, axis=axis,
+               scale=alt.Scale(type="log") if log_x else alt.Scale(zero=False)) \
         if x_type == "quantitative" else alt.X(x, type=x_type, title=x_title)
     ys = alt.Y(y, type="quantitative", title=y_title,
                scale=alt.Scale(type="log") if log_y else alt.Scale(zero=mark == "bar"))

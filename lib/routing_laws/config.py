@@ -18,6 +18,8 @@ from routing_laws.errors import ValidationError, check_choice, check_float, chec
 ROUTERS = ("dense", "sbase", "rlr", "hash")
 RLR_BASELINES = ("learned", "batch")
 """Router names: ``dense`` (no routing, E = 1), ``sbase`` (Sinkhorn-BASE), ``rlr`` (REINFORCE), ``hash``."""
+ROUTER_LABELS = {"dense": "dense", "sbase": "S-BASE", "rlr": "RL-R", "hash": "HASH"}
+"""Display names (the paper's spelling) of the router kinds, shared by sweeps, tables and charts."""
 
 # name -> (d_model, n_layers, n_heads, head_dim). Shape ratios follow the paper's own configurations
 # (d_ff = 4 d_model, head sizes 32-128): see data/paper/SOURCES.md. The small rungs are ours, sized for CPUs.

@@ -20,12 +20,13 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from routing_laws import laws
+from routing_laws.config import ROUTER_LABELS
 from routing_laws.errors import ValidationError
 from routing_laws.laws import RoutedLaw
 from routing_laws.io_utils import repo_root
 
-ROUTERS = ("S-BASE", "RL-R", "HASH")
-SWEEP_TECHNIQUE = {"sbase": "S-BASE", "rlr": "RL-R", "hash": "HASH"}
+SWEEP_TECHNIQUE = {k: v for k, v in ROUTER_LABELS.items() if k != "dense"}  # sweep router kind -> technique
+ROUTERS = tuple(SWEEP_TECHNIQUE.values())  # ("S-BASE", "RL-R", "HASH")
 E_GRID = tuple(2 ** k for k in range(10))  # 1 .. 512, the paper's expert counts
 
 

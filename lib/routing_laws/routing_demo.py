@@ -20,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from routing_laws import model, moe, routers
-from routing_laws.config import ModelConfig, RouterConfig
+from routing_laws.config import ROUTER_LABELS as _KIND_LABELS, ModelConfig, RouterConfig
 from routing_laws.errors import ValidationError, check_float, check_int
 from routing_laws.io_utils import repo_root
 
-ROUTER_LABELS = {"argmax": "plain argmax", "sbase": "S-BASE", "rlr": "RL-R (sampled)", "hash": "HASH"}
+ROUTER_LABELS = {"argmax": "plain argmax", **_KIND_LABELS, "rlr": "RL-R (sampled)"}
 
 
 def routed_inputs(cfg: ModelConfig, tokens_BT, seed: int = 0) -> dict:

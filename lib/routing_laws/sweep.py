@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from routing_laws.config import RouterConfig, TrainConfig, model_config
+from routing_laws.config import ROUTER_LABELS, RouterConfig, TrainConfig, model_config
 from routing_laws.errors import RoutingLawsError, ValidationError
 from routing_laws.io_utils import atomic_write_json, atomic_write_text, provenance, repo_root
 
@@ -156,15 +156,12 @@ def summary_rows(records: list[dict]) -> list[dict]:
     return rows
 
 
-LABELS = {"dense": "dense", "sbase": "S-BASE", "rlr": "RL-R", "hash": "HASH"}
-
-
 def run_label(rec: dict) -> str:
     """'S-BASE E=16' style label of a finished record (router, and E for routed runs)."""
     spec = rec.get("spec") or {}
     router = spec.get("router", rec.get("model", {}).get("router", {}).get("kind", "?"))
     E = spec.get("experts", 1)
-    return LABELS.get(router, router) + ("" if router == "dense" else f" E={E}")
+    return ROUTER_LABELS.get(router, router) + ("" if router == "dense" else f" E={E}")
 
 
 def _finished_records(records: list[dict]) -> list[dict]:
