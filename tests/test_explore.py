@@ -135,3 +135,43 @@ def test_read_sweep_waits_for_eight_cells(tmp_path):
     assert sw.ok and set(sw.tables) == {"S-BASE"}
     fits = explore.fit_laws(sw.tables, bootstrap=20)
     assert fits["S-BASE"].n_points == 8
+
+
+def test_measured_grid_table_matches_a_direct_lookup():
+    rng = np.random.default_rng(5)
+    runs = [{"technique": "dense", "N": n, "E": 1, "loss": 4.0 + rng.random()} for n in (1e5, 2e5)]
+    runs += [{"technique": t, "N": n, "E": e, "loss": 3.0 + rng.random()}
+             for t in explore.ROUTERS for n in (1e5, 2e5) for e in (4, 16) if rng.random() < 0.8]
+    runs.append({"technique": "S-BASE", "N": 4e5, "E": 64, "loss": 3.5})  # a size without dense: blank gain
+    t = explore.measured_grid_table(runs)
+    look = {(r["technique"], r["N"], r["E"]): r["loss"] for r in runs}
+    assert len(t.rows) == len({(r["N"], r["E"]) for r in runs if r["E"] > 1})
+    for row in t.rows:
+        n = {explore.si(x): x for x in (1e5, 2e5, 4e5)}[row["N"]]
+        got = {r: look[(r, n, row["E"])] for r in explore.ROUTERS if (r, n, row["E"]) in look}
+        assert {r: row[r] for r in explore.ROUTERS if r in row} == got
+        best = min(got, key=got.get)
+        assert row["best"].split(" (")[0] == best and row["best"].endswith("" if len(got) == 3 else f"(of {len(got)})")
+        dense = look.get(("dense", n, 1))
+        assert row["gain over dense"] == (None if dense is None else pytest.approx(dense - got[best]))
+    assert "S-BASE (of 1)" in t.text() and "gain over dense" in t._repr_html_()
+    with pytest.raises(ValidationError, match=r"runs\[0\]"):
+        explore.measured_grid_table([{"technique": "HASH", "N": 1e5, "E": 4, "loss": float("nan")}])
+    with pytest.raises(ValidationError, match="runs"):
+        explore.measured_grid_table([])
+
+
+def test_read_sweep_keeps_every_finished_run(tmp_path):
+    rows = [{"run_id": "d", "status": "finished", "technique": "dense", "size": "x", "N": 1e5, "E": 1, "K": 1,
+             "R": 0.5, "loss": 4.0},
+            {"run_id": "h", "status": "finished", "technique": "hash", "size": "x", "N": 1e5, "E": 4, "K": 1,
+             "R": 0.5, "loss": 3.9},
+            {"run_id": "k2", "status": "finished", "technique": "sbase", "size": "x", "N": 1e5, "E": 4, "K": 2,
+             "R": 0.5, "loss": 3.8}]
+    rows += [{"run_id": f"s{n}{e}", "status": "finished", "technique": "sbase", "size": "x", "N": n, "E": e, "K": 1,
+              "R": 0.5, "loss": float(laws.predict_loss(n, e, LAW))} for n in (1e5, 2e5) for e in (4, 16, 64, 256)]
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    sw = explore.read_sweep(("cpu",), root=tmp_path)
+    assert sw.ok and set(sw.tables) == {"S-BASE"}
+    assert len(sw.runs) == len(rows) - 1  # the K = 2 variant is not a main-grid run
+    assert {"technique": "HASH", "N": 1e5, "E": 4, "loss": 3.9} in sw.runs

@@ -362,6 +362,7 @@ class SweepRuns:
     n_failed: int
     tables: dict  # router -> (N, E, loss) arrays
     message: str
+    runs: tuple = ()  # every finished top-1, R = 0.5 run: {technique, N, E, loss} (fitted or not)
 
     @property
     def ok(self) -> bool:
@@ -409,10 +410,44 @@ def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | N
                 tables[router] = (N, E, L)
         if tables:
             msg = f"{shown}: {len(fin)} finished, {failed} failed runs" + (f"; not fitted: {'; '.join(why)}" if why else "")
-            return SweepRuns(path, len(fin), failed, tables, msg)
+            runs = tuple({"technique": ROUTER_LABELS.get(r["technique"], r["technique"]), "N": float(r["N"]),
+                          "E": int(float(r["E"])), "loss": float(r["loss"])} for r in main)
+            return SweepRuns(path, len(fin), failed, tables, msg, runs)
         notes.append(f"{shown}: {len(fin)} finished, {failed} failed runs, not enough to fit ({'; '.join(why)})")
     return SweepRuns(base, 0, 0, {}, "no sweep with enough runs: " + " | ".join(notes)
                      + ". Run `make sweep PROFILE=cpu` (33 runs of 8.4M tokens: about 9 h on an idle 2-core CPU, resumable), then rebuild the book.")
+
+
+def measured_grid_table(runs: Iterable[Mapping], title: str = "") -> Table:
+    """Measured losses side by side: a row per (N, E > 1) with dense at that N and each router's loss,
+    the best router among those measured and its gain over dense (nats). Empty cells are runs not (yet) done."""
+    cells: dict = {}
+    for i, r in enumerate(runs):
+        try:
+            tech, N, E, loss = str(r["technique"]), float(r["N"]), int(r["E"]), float(r["loss"])
+        except (KeyError, TypeError, ValueError):
+            raise ValidationError(f"runs[{i}]", f"needs technique, N, E and a numeric loss, got {dict(r)!r}",
+                                  "pass SweepRuns.runs from read_sweep") from None
+        if not (N > 0 and E >= 1 and math.isfinite(loss)):
+            raise ValidationError(f"runs[{i}]", f"N > 0, E >= 1 and a finite loss required, got N={N}, E={E}, loss={loss}")
+        cells[(N, E, "dense" if E == 1 else tech)] = loss
+    if not cells:
+        raise ValidationError("runs", "no runs to tabulate", "pass SweepRuns.runs of a sweep with finished runs")
+    Ns = sorted({n for n, _, _ in cells})
+    Es = sorted({e for _, e, _ in cells if e > 1})
+    rows = []
+    for n in Ns:
+        dense = cells.get((n, 1, "dense"))
+        for e in Es:
+            got = {t: cells[(n, e, t)] for t in ROUTERS if (n, e, t) in cells}
+            if not got:
+                continue
+            best = min(got, key=got.get)
+            rows.append({"N": si(n), "E": e, "dense": dense, **got,
+                         "best": best + ("" if len(got) == len(ROUTERS) else f" (of {len(got)})"),
+                         "gain over dense": None if dense is None else dense - got[best]})
+    fmt = {c: ".4f" for c in ("dense", *ROUTERS, "gain over dense")}
+    return Table(rows, ["N", "E", "dense", *ROUTERS, "best", "gain over dense"], fmt, title)
 
 
 # ----------------------------------------------------------------------------- the (F, B) law
@@ -484,7 +519,7 @@ def evaluate_chart(spec: Mapping, output: str, datum: Mapping[str, float], param
 
 __all__ = ["Table", "SweepRuns", "ROUTERS", "E_GRID", "si", "law_rows", "ehat_rows", "iso_loss_rows",
            "coefficient_table", "cutoff_rows", "cutoff_table", "epc_rows", "epc_multiplier_table",
-           "dense_power_law_rows", "fit_laws", "fit_comparison_table", "interval_rows", "residual_rows",
+           "dense_power_law_rows", "fit_laws", "measured_grid_table", "fit_comparison_table", "interval_rows", "residual_rows",
            "ranking_rows", "benefit_rows", "extrapolation_table", "main_grid_tables", "size_labels", "runs_overview",
            "curve_rows", "pick_runs", "eval_set_table", "fb_fit_table", "read_sweep", "fb_rows", "law_coefficient_rows", "vega_eval",
            "chart_calculations", "evaluate_chart"]
