@@ -301,3 +301,30 @@ def test_bootstrap_needs_two_runs_more_than_parameters():
     with pytest.raises(ValidationError) as e:
         laws_fit.bootstrap_counts(3, 5, seed=0, ok=lambda mask: False, max_tries=4)
     assert e.value.field == "bootstrap"
+
+
+def test_fit_warnings_flag_a_degenerate_fit_and_a_capped_e_max():
+    # A well-posed law over 1..512 experts raises no flag; its recovered fit raises none either.
+    assert laws.fit_warnings(TRUE, EXPERTS) == ()
+    N, E, L = grid(seed=3)
+    assert laws.fit_routed_law(N, E, L).warnings == ()
+    # e_start beyond every E: E^ barely moves, the law is near-linear in E.
+    deg = RoutedLaw(4.76, 8.44, -1.6, -24.5, 1000.0, 1e10)
+    w = laws.fit_warnings(deg, [1, 4, 16, 64])
+    assert len(w) == 2 and w[0].startswith("degenerate") and "1e+03" not in w[0] and "1000" in w[0]
+    assert "no saturation" in w[1]
+    assert laws.fit_warnings(RoutedLaw(-0.08, -0.1, 0.01, 1.1, 2.0, 2e7), [1, 4, 16, 64]) == (
+        laws.fit_warnings(RoutedLaw(-0.08, -0.1, 0.01, 1.1, 2.0, 2e7), [1, 64]))
+    assert "no saturation" in laws.fit_warnings(RoutedLaw(-0.08, -0.1, 0.01, 1.1, 2.0, 2e7), [1, 64])[0]
+    # Data whose E effect is linear in E (not in log E) drive the fit to the degenerate corner, and it says so.
+    Nd = np.repeat([1e5, 2e5, 4e5], 4)
+    Ed = np.tile([1.0, 4.0, 16.0, 64.0], 3)
+    Ld = 4.3 * (Nd / 1e5) ** -0.05 * (1 + 0.002 * (Ed - 1))
+    fit = laws.fit_routed_law(Nd, Ed, Ld)
+    assert fit.law.e_start > 64 and fit.warnings and fit.warnings[0].startswith("degenerate")
+    assert fit.to_dict()["warnings"] == list(fit.warnings)
+    assert laws.fit_warnings(RoutedLaw(-0.08, -0.1, 0.01, 1.1), [1, 4]) == ()  # plain law: no E^
+    with pytest.raises(ValidationError, match="law"):
+        laws.fit_warnings("not a law", [1, 4])
+    with pytest.raises(ValidationError, match="E"):
+        laws.fit_warnings(TRUE, [0.5, 4])

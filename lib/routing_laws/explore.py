@@ -123,7 +123,7 @@ def coefficient_table(laws_by_router, title: str = "") -> Table:
     """One row per router: a, b, c, d, E_start, E_max, the dense slope and N_cutoff = 10^(-b/c)."""
     rows = [{"router": r, **law.as_dict(), "dense slope": laws.dense_slope(law), "N_cutoff": laws.cutoff_params(law)}
             for r, law in _laws(laws_by_router).items()]
-    fmts = {"a": ".4f", "b": ".4f", "c": ".5f", "d": ".4f", "e_start": ".3f", "e_max": ".1f",
+    fmts = {"a": ".4f", "b": ".4f", "c": ".5f", "d": ".4f", "e_start": ".4g", "e_max": ".5g",
             "dense slope": ".4f", "N_cutoff": "si"}
     return Table(rows, ["router", *laws.LAW_PARAMS, "dense slope", "N_cutoff"], fmts, title)
 

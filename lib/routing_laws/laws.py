@@ -199,6 +199,7 @@ class FitResult:
     ``residuals`` are log10 L_observed - log10 L_fit per point; ``samples[name]`` holds the bootstrap
     values of each parameter (empty without bootstrap); ``n_unconverged`` counts resamples still
     drifting along the flat e_max -> e_start ridge when the solver stopped (kept in the intervals).
+    ``warnings`` say when the point fit is degenerate or sits on a bound (see ``fit_warnings``).
     """
 
     law: RoutedLaw
@@ -211,6 +212,7 @@ class FitResult:
     n_unconverged: int = 0
     saturating: bool = True
     huber_delta: float = HUBER_DELTA
+    warnings: tuple = ()
 
     def bootstrap_laws(self) -> list[RoutedLaw]:
         if not self.n_bootstrap:
@@ -226,7 +228,7 @@ class FitResult:
         return {"law": self.law.as_dict(), "ci": {k: list(v) for k, v in self.ci.items()}, "rmse": self.rmse,
                 "n_points": self.n_points, "n_bootstrap": self.n_bootstrap,
                 "n_unconverged": self.n_unconverged, "saturating": self.saturating,
-                "huber_delta": self.huber_delta}
+                "huber_delta": self.huber_delta, "warnings": list(self.warnings)}
 
 
 @dataclass(frozen=True)
@@ -357,6 +359,30 @@ def _ci(samples: dict, names) -> dict:
     return {k: _fit.percentile_ci(samples[k]) if samples else (math.nan, math.nan) for k in names}
 
 
+def fit_warnings(law: RoutedLaw, E) -> tuple[str, ...]:
+    """Plain-words flags for a fitted saturating law over the runs' expert counts ``E``.
+
+    Degenerate: e_start >= the largest E (or log10 E^ spanning < 5 % of log10 E's span) means E^ barely
+    moves over the data, so the fit is near-linear in E and a, b, c, d trade off against each other.
+    On a bound: e_max / e_start at its 1e7 cap means no saturation was seen.
+    """
+    law = _check_law(law)
+    E_n = np.unique(_array("E", E, min_value=1.0, fix=_E_FIX))
+    if not law.saturating or E_n.size < 2:
+        return ()
+    out = []
+    span_e = float(np.log10(E_n[-1] / E_n[0]))
+    eh = saturating_experts(E_n, law.e_start, law.e_max)
+    span_h = float(np.log10(eh[-1] / eh[0]))
+    if law.e_start >= E_n[-1] or span_h < 0.05 * span_e:
+        out.append(f"degenerate: e_start = {law.e_start:.4g} vs E up to {E_n[-1]:g}, so log10 E^ spans only "
+                   f"{span_h:.3f} of log10 E's {span_e:.2f} dex over these runs; the law is near-linear in E "
+                   "here and a, b, c, d trade off: do not read them as Table 3's (these runs are not log-linear in E)")
+    if law.e_max / law.e_start >= 10 ** _fit.Q_MAX * (1 - 1e-6):
+        out.append(f"e_max / e_start at its cap 1e{_fit.Q_MAX:g}: no saturation seen in these runs")
+    return tuple(out)
+
+
 def fit_routed_law(N, E, loss, *, saturating: bool = True, bootstrap: int = 0, seed: int = 0) -> FitResult:
     """Fit Eq. 1 (with E^ when ``saturating``, else E^ = E and only a, b, c, d) to runs (N, E, L).
 
@@ -408,7 +434,8 @@ def fit_routed_law(N, E, loss, *, saturating: bool = True, bootstrap: int = 0, s
         n_unconv = int((~conv).sum())
     return FitResult(law=law, ci=_ci(samples, LAW_PARAMS), rmse=float(np.sqrt(np.mean(resid ** 2))),
                      n_points=int(N_n.size), residuals=resid, n_bootstrap=boot, samples=samples,
-                     n_unconverged=n_unconv, saturating=bool(saturating))
+                     n_unconverged=n_unconv, saturating=bool(saturating),
+                     warnings=fit_warnings(law, E_n) if saturating else ())
 
 
 def _linear_fit(cls, X, y, convert, keys, mins, boot, seed):
@@ -520,6 +547,6 @@ def extrapolation_check(N, E, loss, *, saturating: bool = True) -> Extrapolation
 __all__ = [
     "RoutedLaw", "FBLaw", "FitResult", "DenseFit", "FBFit", "SlopeFit", "ExtrapolationCheck", "HUBER_DELTA",
     "LAW_PARAMS", "saturating_experts", "predict_loss", "dense_slope", "effective_params", "cutoff_params",
-    "iso_loss_curve", "predict_fb_loss", "fit_routed_law", "fit_dense_law", "fit_fb_law",
+    "iso_loss_curve", "predict_fb_loss", "fit_routed_law", "fit_warnings", "fit_dense_law", "fit_fb_law",
     "fit_per_expert_slopes", "fit_per_size_slopes", "extrapolation_check", "huber", "validate_runs",
 ]

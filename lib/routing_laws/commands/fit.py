@@ -183,6 +183,8 @@ def run(args) -> int:
         if ex is not None:
             print(f"  leave-largest-N-out: fit without N = {_g(ex.held_out_N)}, predict its {ex.n_test} runs: "
                   f"RMSE {ex.rmse_test:.5f} (train {ex.rmse_train:.5f}), mean error {ex.mean_residual_test:+.5f}")
+        for w in fit.warnings:
+            print(f"  warning: {w}")
         results[tech] = {**fit.to_dict(), "n_runs": n_runs, "n_cutoff": cut, "n_cutoff_ci": list(cut_ci),
                          "dense_slope": slope, "extrapolation_rmse": None if ex is None else ex.rmse_test}
     if not results:
