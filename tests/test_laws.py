@@ -321,7 +321,8 @@ def test_fit_warnings_flag_a_degenerate_fit_and_a_capped_e_max():
     Ed = np.tile([1.0, 4.0, 16.0, 64.0], 3)
     Ld = 4.3 * (Nd / 1e5) ** -0.05 * (1 + 0.002 * (Ed - 1))
     fit = laws.fit_routed_law(Nd, Ed, Ld)
-    assert fit.law.e_start > 64 and fit.warnings and fit.warnings[0].startswith("degenerate")
+    assert fit.law.e_start > 64 and fit.warnings and fit.warnings[0].startswith("degenerate") and fit.degenerate
+    assert not laws.fit_routed_law(N, E, L).degenerate
     assert fit.to_dict()["warnings"] == list(fit.warnings)
     assert laws.fit_warnings(RoutedLaw(-0.08, -0.1, 0.01, 1.1), [1, 4]) == ()  # plain law: no E^
     with pytest.raises(ValidationError, match="law"):

@@ -214,6 +214,11 @@ class FitResult:
     huber_delta: float = HUBER_DELTA
     warnings: tuple = ()
 
+    @property
+    def degenerate(self) -> bool:
+        """True when E^ barely moves over the runs, so a, b, c, d are not individually meaningful."""
+        return any(w.startswith("degenerate") for w in self.warnings)
+
     def bootstrap_laws(self) -> list[RoutedLaw]:
         if not self.n_bootstrap:
             return []
