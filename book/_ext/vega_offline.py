@@ -29,6 +29,9 @@ CSS_NAME = "vega-offline.css"
 _CSS = """/* charts from routing_laws.charts: never wider than the text column */
 .altair-chart { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1em 0; }
 .altair-chart .vega-embed { max-width: 100%; }
+/* tables from routing_laws.explore.Table: room between columns, numbers right-aligned, labels left */
+table.routing-laws-table th, table.routing-laws-table td { padding: 0.15em 0.8em; text-align: right; }
+table.routing-laws-table td:first-child, table.routing-laws-table th:first-child { text-align: left; }
 """
 
 
