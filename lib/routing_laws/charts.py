@@ -1,154 +1,29 @@
-"""Altair charts for the book: an offline renderer and the chart builders chapters call.
-
-Rendering (``enable_offline``; importing this module calls it):
-- mode ``"html"`` (set by ``routing_laws.book`` for papermill runs via ``ROUTING_LAWS_CHARTS=html``):
-  each chart is a ``<div class="altair-chart">`` plus a ``vegaEmbed(...)`` call. The book's Sphinx
-  extension (``book/_ext/vega_offline.py``) serves ``vegaEmbed`` from ``_static``: no CDN.
-- mode ``"notebook"`` (the default in JupyterLab / Notebook 7 / VS Code): the spec is sent as the
-  ``application/vnd.vegalite.v5+json`` mime type, drawn by the front end's own bundled vega (JupyterLab
-  4 knows Vega-Lite v3-v5 only, so altair 6's v6 spec is relabelled v5; the builders here use nothing
-  v6-only, and tests compile them with Vega-Lite 5). No network either.
+"""Altair charts for the book: the chart builders chapters call.
 
 Builders take tidy rows (a list of dicts; numpy scalars are fine) and return a top-level altair chart
 with tooltips, axis titles with units, width <= ``MAX_WIDTH`` px and a legend-bound selection (click a
 legend entry to highlight it, shift-click for more). Row glossary: N non-embedding parameters of the
 dense model, E experts, loss validation loss in nats per token, tokens training tokens seen.
+
+The offline renderers and row checks live in ``routing_laws.chart_base``, the interactive law charts
+in ``routing_laws.chart_law``; both are re-exported here, so chapters need only ``charts``.
+Importing this module enables the offline renderer (``enable_offline``).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import re
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import altair as alt
 
-from routing_laws.errors import ValidationError, check_choice, check_int
-
-RENDERER = "offline"
-MODE_ENV = "ROUTING_LAWS_CHARTS"
-MODES = ("html", "notebook")
-NOTEBOOK_MIME = "application/vnd.vegalite.v5+json"
-MAX_WIDTH = 450
-LOSS_TITLE = "validation loss (nats/token)"
-# The "Open in Vega Editor" action needs the internet; the rest works offline.
-EMBED_OPTIONS = {"actions": {"export": True, "source": True, "compiled": False, "editor": False}}
-CHART_DIV_RE = re.compile(r'<div[^>]*class="altair-chart"|<div id="altair-viz-[0-9a-f]+"')
-
-
-# --------------------------------------------------------------------------- renderers
-def html_renderer(spec: dict, **meta: Any) -> dict:
-    """Mimebundle for the book: a div and a ``vegaEmbed`` call that waits for the page's local bundle."""
-    div = "altair-" + uuid.uuid4().hex
-    opt = {"mode": "vega-lite", **EMBED_OPTIONS, **(meta.get("embed_options") or {})}
-    js_spec = json.dumps(spec).replace("</", "<\\/")
-    html = (
-        f'<div id="{div}" class="altair-chart"></div>\n'
-        f'<script type="text/javascript">(function(){{var s={js_spec},o={json.dumps(opt)};'
-        f'function d(){{vegaEmbed("#{div}",s,o).catch(function(e){{console.error("chart {div}: "+e);}});}}'
-        f'if(window.vegaEmbed)d();else window.addEventListener("load",d);}})();</script>'
-    )
-    return {"text/html": html, "text/plain": "<altair chart>"}
-
-
-def notebook_renderer(spec: dict, **meta: Any) -> dict:
-    """Mimebundle for JupyterLab-style front ends: the spec under the Vega-Lite v5 mime type, no HTML."""
-    spec5 = dict(spec)
-    spec5["$schema"] = "https://vega.github.io/schema/vega-lite/v5.json"
-    return {NOTEBOOK_MIME: spec5, "text/plain": "<altair chart>"}
-
-
-def enable_offline(mode: str | None = None) -> str:
-    """Register the offline renderers and enable one; return the mode used.
-
-    ``mode=None`` reads ``ROUTING_LAWS_CHARTS`` (``html`` inside book builds) and defaults to ``notebook``.
-    """
-    field = "mode"
-    if mode is None:
-        field, mode = MODE_ENV, os.environ.get(MODE_ENV, "").strip() or "notebook"
-    check_choice(field, mode, MODES)
-    alt.renderers.register(RENDERER, html_renderer)
-    alt.renderers.register(RENDERER + "-notebook", notebook_renderer)
-    alt.renderers.enable(RENDERER if mode == "html" else RENDERER + "-notebook")
-    return mode
-
-
-def count_charts(html: str) -> int:
-    """Number of altair charts a built HTML page holds (ours and altair-default ones)."""
-    return len(CHART_DIV_RE.findall(html))
-
-
-# --------------------------------------------------------------------------- input checks
-def _num(field: str, value: Any, positive: bool) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValidationError(field, f"must be a number, got {value!r}") from None
-    if not math.isfinite(out):
-        raise ValidationError(field, f"must be finite, got {value!r}", "drop NaN/inf rows before charting")
-    if positive and out <= 0:
-        raise ValidationError(field, f"must be > 0 on a log axis, got {out}", "drop non-positive rows")
-    return out
-
-
-def tidy_rows(name: str, rows: Iterable[Mapping], numeric: Sequence[str], text: Sequence[str] = (),
-              positive: Sequence[str] = (), optional: Sequence[str] = ()) -> list[dict]:
-    """Validate ``rows`` (non-empty mappings with the named fields) and return plain-JSON copies."""
-    if isinstance(rows, Mapping) or isinstance(rows, (str, bytes)):
-        raise ValidationError(name, "must be a list of row dicts", "e.g. [{'N': 1e6, 'E': 8, 'loss': 3.2}, ...]")
-    out = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, Mapping):
-            raise ValidationError(f"{name}[{i}]", f"must be a dict, got {type(row).__name__}")
-        clean: dict[str, Any] = {}
-        for key in [*numeric, *text]:
-            if key not in row:
-                if key in optional:
-                    continue
-                raise ValidationError(f"{name}[{i}]", f"missing field {key!r}", f"each row needs {[*numeric, *text]}")
-            if key in numeric:
-                clean[key] = _num(f"{name}[{i}].{key}", row[key], key in positive)
-            else:
-                clean[key] = str(row[key])
-        out.append(clean)
-    if not out:
-        raise ValidationError(name, "is empty", "pass at least one row")
-    return out
-
-
-def _size(width: int, height: int) -> tuple[int, int]:
-    return (check_int("width", width, min_value=100, max_value=MAX_WIDTH),
-            check_int("height", height, min_value=80, max_value=900))
-
-
-def si(value: float) -> str:
-    """Compact label with an SI suffix: 15000000 -> '15M', 1.3e9 -> '1.3B'."""
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= div:
-            return f"{value / div:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def _label_sort(rows: list[dict], key: str, label: str) -> list[str]:
-    """Legend order: labels sorted by the numeric ``key`` they name."""
-    seen = {}
-    for r in rows:
-        seen.setdefault(r[label], r[key])
-    return [lab for lab, _ in sorted(seen.items(), key=lambda kv: kv[1])]
-
-
-def _title(title: str | None):
-    return title if title else alt.Undefined
-
-
-def _need_title(field: str, title: str) -> str:
-    if not isinstance(title, str) or not title.strip():
-        raise ValidationError(field, "needs an axis title with units", "e.g. 'training tokens' or 'loss (nats/token)'")
-    return title
+from routing_laws.chart_base import (  # noqa: F401  (re-exported: the public chart API lives here)
+    CHART_DIV_RE, EMBED_OPTIONS, LOSS_TITLE, MAX_WIDTH, MODE_ENV, MODES, NOTEBOOK_MIME, RENDERER, _label_sort,
+    _need_title, _num, _size, _title, count_charts, enable_offline, html_renderer, notebook_renderer, si,
+    tidy_rows)
+from routing_laws.chart_law import (  # noqa: F401
+    LAW_EXPRESSIONS, epc_calculator_chart, interval_chart, law_explorer_chart)
+from routing_laws.errors import ValidationError, check_choice
 
 
 # --------------------------------------------------------------------------- generic helper
@@ -315,58 +190,6 @@ def iso_loss_chart(curves: Iterable[Mapping], *, points: Iterable[Mapping] | Non
     return alt.layer(chart, dots)
 
 
-enable_offline()
-
-
-# --------------------------------------------------------------------------- scaling-law chapters (03-06)
-# Builders for the law chapters; rows come from ``routing_laws.explore``. The two interactive law
-# charts compute Eq. 1, E-hat and the EPC in the browser with Vega expressions from the coefficients
-# passed as data (the book is static HTML); ``explore.evaluate_chart`` re-runs those expressions in
-# Python so a chapter can check them against ``laws.effective_params``.
-LAW_EXPRESSIONS = (  # (field, Vega expression); params log10_N, log2_E, unrounded; datum = coefficient row
-    ("cc", "datum.c + unrounded * (datum.c_unrounded - datum.c)"),
-    ("N", "pow(10, log10_N)"),
-    ("E", "pow(2, log2_E)"),
-    ("s", "1 / datum.e_start - 1 / datum.e_max"),
-    ("E_hat", "1 / (datum.s / ((datum.E - 1) * datum.s + 1) + 1 / datum.e_max)"),
-    ("z", "log(datum.E_hat) / LN10"),
-    ("z1", "log(datum.e_start) / LN10"),
-    ("logL", "datum.a * log10_N + datum.b * datum.z + datum.cc * log10_N * datum.z + datum.d"),
-    ("loss", "pow(10, datum.logL)"),
-    ("slope", "datum.a + datum.cc * datum.z1"),
-    ("epc", "pow(10, (datum.logL - datum.b * datum.z1 - datum.d) / datum.slope)"),
-    ("multiplier", "datum.epc / datum.N"),
-)
-_COEF_FIELDS = ["a", "b", "c", "d", "e_start", "e_max", "c_unrounded"]
-
-
-def _coef_rows(coef_rows: Iterable[Mapping]) -> list[dict]:
-    return tidy_rows("coef_rows", coef_rows, _COEF_FIELDS, ["router"], positive=["e_start", "e_max"])
-
-
-def _law_params(N_default: float, log10_N_range: tuple[float, float], with_E: bool, E_default: int,
-                routers: list[str] | None):
-    lo, hi = log10_N_range
-    params = [alt.param(name="log10_N", value=round(math.log10(N_default), 2),
-                        bind=alt.binding_range(min=lo, max=hi, step=0.01, name="log10 N (dense parameters) ")),
-              alt.param(name="unrounded", value=False, bind=alt.binding_checkbox(name="use un-rounded c "))]
-    if with_E:
-        params.insert(1, alt.param(name="log2_E", value=int(round(math.log2(E_default))),
-                                   bind=alt.binding_range(min=0, max=10, step=1, name="log2 E (experts = 2^x) ")))
-    if routers:
-        params.append(alt.param(name="router_choice", value=routers[0],
-                                bind=alt.binding_select(options=routers, name="router ")))
-    return params
-
-
-def _calc(chart: alt.Chart, upto: str) -> alt.Chart:
-    for name, expr in LAW_EXPRESSIONS:
-        chart = chart.transform_calculate(**{name: expr})
-        if name == upto:
-            break
-    return chart
-
-
 def points_lines_chart(points: Iterable[Mapping], lines: Iterable[Mapping] | None = None, *, x: str, y: str,
                        color: str, x_title: str, y_title: str, color_title: str, log_x: bool = True,
                        log_y: bool = True, select: str | None = None, select_title: str | None = None,
@@ -418,109 +241,6 @@ def points_lines_chart(points: Iterable[Mapping], lines: Iterable[Mapping] | Non
         layers = [lay.transform_filter(f"datum.{select} == {pick.name}") for lay in layers]
         return alt.layer(*layers).add_params(pick)
     return alt.layer(*layers) if len(layers) > 1 else dot
-
-
-def interval_chart(rows: Iterable[Mapping], *, title: str | None = None, width: int = 400) -> alt.VConcatChart:
-    """Fitted coefficients with 95% intervals (bars), one panel per parameter, the paper's value as a red
-    diamond. Rows ``{router, param, fit, lo, hi[, paper]}``; hover for the numbers."""
-    rows = list(rows)
-    has_paper = bool(rows) and all("paper" in r for r in rows)
-    data = tidy_rows("rows", rows, ["fit", "lo", "hi"] + (["paper"] if has_paper else []), ["router", "param"])
-    width, _ = _size(width, 100)
-    panels = []
-    for p in list(dict.fromkeys(r["param"] for r in data)):
-        sub = [r for r in data if r["param"] == p]
-        y = alt.Y("router:N", title=None, sort=list(dict.fromkeys(r["router"] for r in sub)))
-        tips = [alt.Tooltip("router:N"), alt.Tooltip("fit:Q", title=f"{p} fitted", format=".5f"),
-                alt.Tooltip("lo:Q", title="95% low", format=".5f"), alt.Tooltip("hi:Q", title="95% high", format=".5f")]
-        if has_paper:
-            tips.append(alt.Tooltip("paper:Q", title=f"{p} Table 3", format=".5f"))
-        base = alt.Chart(alt.Data(values=sub), width=width, height=22 * len(sub))
-        xs = alt.X("lo:Q", title=f"{p} (dimensionless; bar = 95% bootstrap interval)", scale=alt.Scale(zero=False))
-        layer = [base.mark_rule(strokeWidth=3, opacity=0.6).encode(x=xs, x2="hi:Q", y=y, color=alt.Color(
-                     "router:N", legend=None), tooltip=tips),
-                 base.mark_point(filled=True, size=60).encode(x="fit:Q", y=y, color="router:N", tooltip=tips)]
-        if has_paper:
-            layer.append(base.mark_point(shape="diamond", size=70, color="#d62728", filled=False, strokeWidth=2).encode(
-                x="paper:Q", y=y, tooltip=tips))
-        panels.append(alt.layer(*layer))
-    return alt.vconcat(*panels, title=_title(title)).resolve_scale(x="independent")
-
-
-def epc_calculator_chart(coef_rows: Iterable[Mapping], *, N_default: float = 5e6, E_default: int = 128,
-                         log10_N_range: tuple[float, float] = (6.0, 12.5), width: int = 420,
-                         height: int = 300) -> alt.LayerChart:
-    """EPC calculator (Figure 1c, interactive): sliders for N (log) and E, a router dropdown, a checkbox
-    for the un-rounded c. The chart computes L(N, E) and the EPC from ``coef_rows`` (see
-    ``explore.law_coefficient_rows``) with ``LAW_EXPRESSIONS``, and draws the router's dense power law,
-    the routed model at N, and the dense model with the same loss at N = EPC."""
-    coefs = _coef_rows(coef_rows)
-    routers = list(dict.fromkeys(r["router"] for r in coefs))
-    width, height = _size(width, height)
-    lo, hi = log10_N_range
-    grid = [{**r, "xg": lo + (hi - lo) * i / 80} for r in coefs for i in range(81)]
-    params = _law_params(N_default, log10_N_range, True, E_default, routers)
-    pick = "datum.router == router_choice"
-    xs = alt.X("Nx:Q", title="parameters (dense N, or EPC), log scale", scale=alt.Scale(type="log",
-               domain=[10 ** lo, 10 ** hi]), axis=alt.Axis(format="~s"))
-    ys = alt.Y("Ly:Q", title=LOSS_TITLE + ", log scale", scale=alt.Scale(type="log", nice=False, zero=False),
-               axis=alt.Axis(format=".2f", tickCount=6))
-    dense = alt.Chart(alt.Data(values=grid), width=width, height=height,
-                      title="EPC calculator: move the sliders").transform_filter(pick).transform_calculate(
-        cc=LAW_EXPRESSIONS[0][1], z1=dict(LAW_EXPRESSIONS)["z1"], Nx="pow(10, datum.xg)",
-        Ly="pow(10, datum.a * datum.xg + datum.b * datum.z1 + datum.cc * datum.xg * datum.z1 + datum.d)",
-        curve="'dense power law (E = 1)'").mark_line(color="#888", strokeDash=[4, 3]).encode(
-        x=xs, y=ys, tooltip=[alt.Tooltip("curve:N", title="line"), alt.Tooltip("Nx:Q", title="dense N", format=".3s"),
-                             alt.Tooltip("Ly:Q", title="dense loss (nats/token)", format=".4f")])
-    model = _calc(alt.Chart(alt.Data(values=coefs)).transform_filter(pick), "multiplier")
-    tips = [alt.Tooltip("router:N"), alt.Tooltip("N:Q", title="N (dense params)", format=".3s"),
-            alt.Tooltip("E:Q", title="experts E", format="d"), alt.Tooltip("loss:Q", title="predicted loss", format=".4f"),
-            alt.Tooltip("epc:Q", title="EPC (parameters)", format=".3s"),
-            alt.Tooltip("multiplier:Q", title="EPC / N", format=".2f")]
-    routed = model.transform_calculate(Nx="datum.N", Ly="datum.loss").mark_point(
-        filled=True, size=110, color="#1f77b4").encode(x=xs, y=ys, tooltip=tips)
-    equiv = model.transform_calculate(Nx="datum.epc", Ly="datum.loss").mark_point(
-        shape="diamond", filled=True, size=130, color="#d62728").encode(x=xs, y=ys, tooltip=tips)
-    arrow = model.transform_calculate(Nx="datum.N", Ly="datum.loss").mark_rule(color="#d62728").encode(
-        x=xs, x2="epc:Q", y=ys)
-    label = model.transform_calculate(text=(
-        "'N = ' + format(datum.N, '.3s') + ', E = ' + format(datum.E, 'd') + ' (' + datum.router + ')|"
-        "predicted loss = ' + format(datum.loss, '.4f') + '|EPC = ' + format(datum.epc, '.3s') + '  (x' "
-        "+ format(datum.multiplier, '.2f') + ')'")).mark_text(
-        align="right", baseline="top", lineBreak="|", fontSize=12, dx=-6, dy=6).encode(
-        x=alt.value(width), y=alt.value(0), text="text:N")
-    return alt.layer(dense, arrow, routed, equiv, label).add_params(*params)
-
-
-def law_explorer_chart(coef_rows: Iterable[Mapping], *, N_default: float = 1.3e8,
-                       log10_N_range: tuple[float, float] = (6.0, 12.5), E_max: int = 512,
-                       width: int = 420, height: int = 300) -> alt.LayerChart:
-    """Explorer of the published law: L vs E (log) for every router at the N of a slider, with a checkbox
-    for the un-rounded c; computed in the browser from ``coef_rows``. Click a legend entry to highlight."""
-    coefs = _coef_rows(coef_rows)
-    width, height = _size(width, height)
-    n_steps = int(round(4 * math.log2(E_max)))
-    grid = [{**r, "log2_Eg": i / 4} for r in coefs for i in range(n_steps + 1)]
-    params = _law_params(N_default, log10_N_range, False, 1, None)
-    sel = alt.selection_point(fields=["router"], bind="legend")
-    exprs = dict(LAW_EXPRESSIONS)
-    chart = alt.Chart(alt.Data(values=grid), width=width, height=height,
-                      title="The published law: move the N slider").transform_calculate(E="pow(2, datum.log2_Eg)")
-    for name in ("cc", "N", "s", "E_hat", "z", "z1", "logL", "loss"):
-        chart = chart.transform_calculate(**{name: exprs[name]})
-    order = list(dict.fromkeys(r["router"] for r in coefs))
-    enc = dict(x=alt.X("E:Q", title="experts E (count, log scale)", scale=alt.Scale(type="log", base=2),
-                       axis=alt.Axis(values=[2 ** k for k in range(int(math.log2(E_max)) + 1)], format="~d")),
-               y=alt.Y("loss:Q", title=LOSS_TITLE, scale=alt.Scale(zero=False)),
-               color=alt.Color("router:N", title="router", sort=order),
-               opacity=alt.condition(sel, alt.value(1.0), alt.value(0.15)),
-               tooltip=[alt.Tooltip("router:N"), alt.Tooltip("N:Q", title="N (dense params)", format=".3s"),
-                        alt.Tooltip("E:Q", title="experts E", format=".3g"),
-                        alt.Tooltip("E_hat:Q", title="E-hat", format=".2f"),
-                        alt.Tooltip("loss:Q", title="predicted loss (nats/token)", format=".4f")])
-    line = chart.mark_line(strokeWidth=2).encode(**{k: v for k, v in enc.items() if k != "tooltip"})
-    pts = chart.transform_filter("datum.log2_Eg == floor(datum.log2_Eg)").mark_point(filled=True, size=40).encode(**enc)
-    return alt.layer(line, pts.add_params(sel)).add_params(*params)
 
 
 # --------------------------------------------------------------------------- routing and performance charts
@@ -618,3 +338,6 @@ def bench_chart(rows: Iterable[Mapping], *, title: str | None = None, width: int
     rule = alt.Chart(alt.Data(values=refs)).mark_rule(strokeDash=[4, 3], color="#777").encode(
         y="ref:Q", tooltip=[alt.Tooltip("label:N", title="line"), alt.Tooltip("ref:Q", title="ratio", format=".3f")])
     return alt.layer(rule, line, pts)
+
+
+enable_offline()

@@ -1,0 +1,63 @@
+"""A small printable table: HTML in notebooks (``_repr_html_``, styled by the book's CSS class
+``routing-laws-table``), aligned text in ``print``; numbers formatted per column."""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Table:
+    """Rows with named columns; ``formats[col]`` is a format spec ('.4f', ',.0f', 'si')."""
+
+    rows: list
+    columns: Sequence[str]
+    formats: Mapping[str, str] = field(default_factory=dict)
+    title: str = ""
+
+    def cell(self, row: Mapping, col: str) -> str:
+        v = row.get(col, "")
+        if v is None:  # not applicable (e.g. routing metrics of a dense run)
+            return ""
+        fmt = self.formats.get(col)
+        if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
+            if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+                return "inf" if v == math.inf else ("-inf" if v == -math.inf else "n/a")
+            if fmt == "si":
+                return si(float(v))
+            return format(v, fmt) if fmt else (f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v))
+        return str(v)
+
+    def text(self) -> str:
+        body = [[self.cell(r, c) for c in self.columns] for r in self.rows]
+        widths = [max([len(c)] + [len(b[i]) for b in body]) for i, c in enumerate(self.columns)]
+        lines = ([self.title] if self.title else []) + ["  ".join(c.rjust(w) for c, w in zip(self.columns, widths))]
+        lines += ["  ".join(x.rjust(w) for x, w in zip(b, widths)) for b in body]
+        return "\n".join(lines)
+
+    __str__ = text
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.columns)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(self.cell(r, c))}</td>" for c in self.columns) + "</tr>"
+                       for r in self.rows)
+        cap = f"<caption>{html.escape(self.title)}</caption>" if self.title else ""
+        return f'<table class="routing-laws-table">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def si(value: float) -> str:
+    """15e6 -> '15M', 9.37e11 -> '937B' (3 significant digits)."""
+    if not math.isfinite(value):
+        return "inf" if value > 0 else "n/a"
+    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= div:
+            return f"{value / div:.3g}{suffix}"
+    return f"{value:.3g}"
