@@ -71,6 +71,8 @@ def test_comparison_and_curve_rows_from_records():
     assert by["HASH E=16"]["vs_dense"] == pytest.approx(-0.2) and by["dense"]["vs_dense"] == 0.0
     assert by["S-BASE E=4"]["vs_dense"] is None  # no dense run of its size
     assert by["RL-R E=16"]["train_dropped"] == 0.01 and by["RL-R E=16"]["eval_max_over_mean_load"] == 2.5
+    assert by["RL-R E=16"]["train_dropped_max"] == 0.5  # the worst window, not the last
+    assert (by["RL-R E=16"]["router"], by["RL-R E=16"]["E"], by["dense"]["router"], by["dense"]["E"]) == ("RL-R", 16, "dense", 1)
     curves = sweep.curve_rows(recs)
     assert len(curves) == 8 and {"run": "dense", "tokens": 50, "loss": 5.3} in curves
     with pytest.raises(ValidationError, match="records"):

@@ -172,17 +172,21 @@ def _finished_records(records: list[dict]) -> list[dict]:
 
 def comparison_rows(records: list[dict]) -> list[dict]:
     """One row per finished run: final validation loss, its difference to the dense run of the same size
-    (None without one), the training drops of the last logged window, and the evaluation routing metrics."""
+    (None without one), the training drops (capacity factor) of the last logged window and the largest of
+    any window, and the evaluation routing metrics; ``router`` (label) and ``E`` are there for grouping."""
     fin = _finished_records(records)
     dense = {(r.get("spec") or {}).get("size"): r["final_val_loss"] for r in fin
              if (r.get("spec") or {}).get("router") == "dense"}
     rows = []
     for r in sorted(fin, key=lambda r: r["final_val_loss"]):
         routing, size = r.get("routing") or {}, (r.get("spec") or {}).get("size")
-        last = (r.get("train_curve") or [{}])[-1]
-        rows.append({"run": run_label(r), "size": size, "tokens": r["tokens"], "val_loss": r["final_val_loss"],
+        curve = r.get("train_curve") or [{}]
+        drops = [p["dropped_frac"] for p in curve if p.get("dropped_frac") is not None]
+        spec = r.get("spec") or {}
+        rows.append({"run": run_label(r), "router": ROUTER_LABELS.get(spec.get("router"), spec.get("router")),
+                     "size": size, "E": spec.get("experts", 1), "tokens": r["tokens"], "val_loss": r["final_val_loss"],
                      "vs_dense": r["final_val_loss"] - dense[size] if size in dense else None,
-                     "train_dropped": last.get("dropped_frac"),
+                     "train_dropped": curve[-1].get("dropped_frac"), "train_dropped_max": max(drops) if drops else None,
                      "eval_max_over_mean_load": max(routing["max_over_mean_load"]) if routing.get("max_over_mean_load") else None,
                      # HASH has no router (its recorded entropy is 0 by construction)
                      "router_entropy": None if (r.get("spec") or {}).get("router") == "hash" else routing.get("router_entropy")})
