@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from routing_laws import laws, laws_fit
+from routing_laws import fitting, laws
 from routing_laws.errors import ValidationError
 from routing_laws.laws import RoutedLaw
 
@@ -47,9 +47,9 @@ def test_log_ehat_gradients_match_finite_differences():
     E = np.array([1.0, 2, 8, 64, 512])
     for _ in range(20):
         p, q, h = rng.uniform(0, 1), rng.uniform(0.05, 4), 1e-6
-        z, zp, zq = laws_fit.sat_log_experts(E, p, q, grad=True)
-        np.testing.assert_allclose(zp, (laws_fit.sat_log_experts(E, p + h, q) - laws_fit.sat_log_experts(E, p - h, q)) / (2 * h), rtol=1e-5, atol=1e-8)
-        np.testing.assert_allclose(zq, (laws_fit.sat_log_experts(E, p, q + h) - laws_fit.sat_log_experts(E, p, q - h)) / (2 * h), rtol=1e-5, atol=1e-8)
+        z, zp, zq = fitting.sat_log_experts(E, p, q, grad=True)
+        np.testing.assert_allclose(zp, (fitting.sat_log_experts(E, p + h, q) - fitting.sat_log_experts(E, p - h, q)) / (2 * h), rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(zq, (fitting.sat_log_experts(E, p, q + h) - fitting.sat_log_experts(E, p, q - h)) / (2 * h), rtol=1e-5, atol=1e-8)
         np.testing.assert_allclose(z, np.log10(direct_ehat(E, 10 ** p, 10 ** (p + q))), rtol=1e-12)
 
 
@@ -57,15 +57,15 @@ def test_objective_gradient_and_jacobian_match_finite_differences():
     N, E, L = grid(seed=3)
     x = np.log10(N)
     xc, y = x - x.mean(), np.log10(L)
-    model = laws_fit.saturating_model(xc, E, y)
+    model = fitting.saturating_model(xc, E, y)
     rng = np.random.default_rng(3)
     w = rng.integers(0, 3, size=y.size).astype(float)
     th = np.array([-0.08, -0.2, 0.011, 0.35, 0.3, 2.1])
     f, g = model.objective(th, w)
     t, J = model.resid(th[None, :])
     # the summed objective is sum w huber(r) / delta^2
-    r = t[0] * laws_fit.HUBER_DELTA
-    assert f == pytest.approx((w * laws.huber(r)).sum() / laws_fit.HUBER_DELTA ** 2, rel=1e-10)
+    r = t[0] * fitting.HUBER_DELTA
+    assert f == pytest.approx((w * fitting.huber(r)).sum() / fitting.HUBER_DELTA ** 2, rel=1e-10)
     for k in range(6):
         h = np.zeros(6)
         h[k] = 1e-7
@@ -107,7 +107,7 @@ def _reference_fit(N, E, L):
         if lem <= les:
             return 1e9
         z = np.log10(direct_ehat(E, 10 ** les, 10 ** lem))
-        return laws.huber(a * x + b * z + c * x * z + d - y).sum() / laws_fit.HUBER_DELTA ** 2
+        return fitting.huber(a * x + b * z + c * x * z + d - y).sum() / fitting.HUBER_DELTA ** 2
 
     best = math.inf
     for les in (0.0, 0.4, 0.8):
@@ -124,21 +124,21 @@ def test_fast_fit_reaches_the_slow_reference_optimum():
     for seed in (5,):
         N, E, L = grid(seed=seed, sizes=SIZES[::2], experts=EXPERTS[::2])
         fit = laws.fit_routed_law(N, E, L)
-        ours = laws.huber(fit.residuals).sum() / laws_fit.HUBER_DELTA ** 2
+        ours = fitting.huber(fit.residuals).sum() / fitting.HUBER_DELTA ** 2
         assert ours <= _reference_fit(N, E, L) * (1 + 1e-6) + 1e-6
 
 
 def test_batched_bootstrap_matches_per_resample_lbfgs():
     N, E, L = grid(seed=7)
     x = np.log10(N)
-    model = laws_fit.saturating_model(x - x.mean(), E, np.log10(L))
-    th_hat, _ = laws_fit.fit_point(model, np.ones(N.size))
-    counts = laws_fit.bootstrap_counts(N.size, 3, seed=1)
-    th_b, conv = laws_fit.fit_bootstrap(model, th_hat, counts)
+    model = fitting.saturating_model(x - x.mean(), E, np.log10(L))
+    th_hat, _ = fitting.fit_point(model, np.ones(N.size))
+    counts = fitting.bootstrap_counts(N.size, 3, seed=1)
+    th_b, conv = fitting.fit_bootstrap(model, th_hat, counts)
     assert conv.all()
     for i in range(3):
         f_fast = model.objective(th_b[i], counts[i])[0]
-        f_ref = min(laws_fit.lbfgs_polish(model, s, counts[i])[1] for s in (th_hat, model.starts[20]))
+        f_ref = min(fitting.lbfgs_polish(model, s, counts[i])[1] for s in (th_hat, model.starts[20]))
         assert f_fast <= f_ref + 1e-6 * (1 + f_ref)
 
 
@@ -252,6 +252,9 @@ N0, E0, L0 = grid(seed=15)
     (dict(E=np.where(E0 > 1, 8.0, 1.0)), "E", "E_start and E_max are not identifiable"),
     (dict(N=np.full_like(N0, 1e8)), "N", "not identifiable"),
     (dict(bootstrap=-1), "bootstrap", ">= 0"),
+    (dict(saturating="no"), "saturating", "True or False"),
+    (dict(saturating=1), "saturating", "True or False"),
+    (dict(saturating=None), "saturating", "True or False"),
 ])
 def test_bad_input_names_the_field_and_the_fix(kw, field, phrase):
     args = dict(N=N0, E=E0, loss=L0)
@@ -283,6 +286,9 @@ def test_bad_laws_and_other_inputs_are_rejected():
     with pytest.raises(ValidationError) as e:
         laws.extrapolation_check(N0[E0 > 0][:20], E0[:20], L0[:20])
     assert e.value.field == "N"
+    with pytest.raises(ValidationError) as e:
+        laws.extrapolation_check(N0, E0, L0, saturating="no")
+    assert e.value.field == "saturating"
 
 
 def test_bootstrap_needs_two_runs_more_than_parameters():
@@ -299,7 +305,7 @@ def test_bootstrap_needs_two_runs_more_than_parameters():
     lo, hi = fit.ci["a"]
     assert lo < hi  # resamples differ, so the interval has a width
     with pytest.raises(ValidationError) as e:
-        laws_fit.bootstrap_counts(3, 5, seed=0, ok=lambda mask: False, max_tries=4)
+        fitting.bootstrap_counts(3, 5, seed=0, ok=lambda mask: False, max_tries=4)
     assert e.value.field == "bootstrap"
 
 

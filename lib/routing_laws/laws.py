@@ -1,5 +1,6 @@
 """Scaling laws of routed language models (Clark et al. 2022): Eq. 1 with the saturating E-hat,
-Eq. 2 in (F, B), the dense power law, Effective Parameter Count, N_cutoff, and robust fits.
+Eq. 2 in (F, B), the dense power law, Effective Parameter Count, N_cutoff, iso-loss curves, the fit
+result types and the fitters.
 
 Pure numpy/scipy: it fits a table of (N, E, loss), never a JAX model. All logs are base 10.
 
@@ -7,29 +8,307 @@ Pure numpy/scipy: it fits a table of (N, E, loss), never a JAX model. All logs a
     1/E^ = 1 / (E - 1 + (1/e_start - 1/e_max)^-1) + 1/e_max      (E^(1) = e_start, E^ -> e_max)
     log10 L(F, B) = a log10 F + b log10 B + c log10 F log10 B + d,  B = P / F        (Eq. 2)
 
-Fitting (engine in ``laws_fit``): summed Huber loss (delta = 1e-3 in log10 L) of log10 residuals,
-every run weighted equally, a grid of starts, L-BFGS-B polish, 95% percentile-bootstrap intervals
-by resampling runs. Names: N dense (non-embedding) parameters, E experts, L loss, F FLOPs, P total
-parameters, n points; arrays are 1-D of length n.
-
-The law itself lives in ``law_forms``, the fit result types in ``law_results``; both are re-exported
-here, so ``routing_laws.laws`` is the one import a caller needs.
+Fitting (numerical engine in ``routing_laws.fitting``): summed Huber loss (delta = 1e-3 in log10 L)
+of log10 residuals, every run weighted equally, a grid of starts, L-BFGS-B polish, 95%
+percentile-bootstrap intervals by resampling runs. Names: N dense (non-embedding) parameters, E
+experts, L loss, F FLOPs per token, P total parameters, B = P / F, n points; arrays are 1-D of length n.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
-from routing_laws import laws_fit as _fit
+from routing_laws import fitting
 from routing_laws.errors import ValidationError
-from routing_laws.law_forms import (  # noqa: F401  (re-exported)
-    LAW_PARAMS, FBLaw, RoutedLaw, _array, _check_law, _E_FIX, _L_FIX, _N_FIX, cutoff_params, dense_slope,
-    effective_params, iso_loss_curve, predict_fb_loss, predict_loss, saturating_experts)
-from routing_laws.law_results import (  # noqa: F401  (re-exported)
-    DenseFit, ExtrapolationCheck, FBFit, FitResult, LinearFit, SlopeFit)
-from routing_laws.laws_fit import HUBER_DELTA, huber  # noqa: F401  (re-exported)
+from routing_laws.fitting import HUBER_DELTA
+
+LAW_PARAMS = ("a", "b", "c", "d", "e_start", "e_max")
+
+
+@dataclass(frozen=True)
+class RoutedLaw:
+    """Eq. 1 coefficients. ``e_start=1, e_max=inf`` is the plain (non-saturating) form, E^ = E."""
+
+    a: float
+    b: float
+    c: float
+    d: float
+    e_start: float = 1.0
+    e_max: float = math.inf
+
+    def __post_init__(self):
+        for name in ("a", "b", "c", "d"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+                raise ValidationError(f"law.{name}", f"must be a finite number, got {v!r}")
+        _check_sat("law", self.e_start, self.e_max)
+
+    @property
+    def saturating(self) -> bool:
+        return not (self.e_start == 1.0 and math.isinf(self.e_max))
+
+    def as_dict(self) -> dict:
+        return {k: float(v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class FBLaw:
+    """Eq. 2 coefficients: log10 L = a log10 F + b log10 B + c log10 F log10 B + d."""
+
+    a: float
+    b: float
+    c: float
+    d: float
+
+
+def _check_sat(where: str, e_start, e_max) -> None:
+    try:
+        es, em = float(e_start), float(e_max)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{where}.e_start", f"e_start/e_max must be numbers, got {e_start!r}, {e_max!r}") from None
+    if not math.isfinite(es) or es < 1.0:
+        raise ValidationError(f"{where}.e_start", f"must be finite and >= 1, got {e_start!r}", "E^(1) = e_start >= 1")
+    if math.isnan(em) or em <= es:
+        raise ValidationError(f"{where}.e_max", f"must be > e_start = {es:g}, got {e_max!r}",
+                              "use e_max=inf for no saturation")
+
+
+def _array(field_: str, x, *, positive: bool = False, min_value: float | None = None, fix: str = "") -> np.ndarray:
+    """``x`` as a finite 1-D float array, or a ValidationError naming ``field_`` and the fix."""
+    try:
+        a = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        raise ValidationError(field_, "must be numbers", fix or "pass a list or 1-D array of numbers") from None
+    if a.ndim > 1:
+        raise ValidationError(field_, f"must be 1-D, got shape {a.shape}", "flatten it")
+    a = np.atleast_1d(a)
+    if a.size == 0:
+        raise ValidationError(field_, "is empty", "pass at least one value")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValidationError(field_, f"{int(bad.sum())} non-finite value(s) (NaN or inf), first at index {i}: {a[i]}",
+                              fix or "drop the runs that diverged or have no loss")
+    if positive and (a <= 0).any():
+        i = int(np.flatnonzero(a <= 0)[0])
+        raise ValidationError(field_, f"must be > 0, got {a[i]} at index {i}", fix or "pass raw values, not logs")
+    if min_value is not None and (a < min_value).any():
+        i = int(np.flatnonzero(a < min_value)[0])
+        raise ValidationError(field_, f"must be >= {min_value:g}, got {a[i]} at index {i}", fix)
+    return a
+
+
+def _check_law(law, cls=RoutedLaw):
+    if not isinstance(law, cls):
+        raise ValidationError("law", f"must be a {cls.__name__}, got {type(law).__name__}",
+                              f"build one with {cls.__name__}(...) or take .law of a fit result")
+    return law
+
+
+def _out(a: np.ndarray, like) -> np.ndarray | float:
+    return float(a[0]) if np.ndim(like) == 0 else a
+
+
+_E_FIX = "expert counts are >= 1; a dense model is E = 1"
+_L_FIX = "losses are positive cross-entropies in nats; pass L, not log L"
+_N_FIX = "N is the dense (non-embedding) parameter count, not log10 N"
+
+
+# ----------------------------------------------------------------------------- the law
+def saturating_experts(E, e_start: float, e_max: float):
+    """E^ (Clark et al.'s saturating transform): E^(1) = e_start, ~E for 1 << E << e_max, -> e_max."""
+    E_n = _array("E", E, min_value=1.0, fix=_E_FIX)
+    _check_sat("saturating_experts", e_start, e_max)
+    s = 1.0 / e_start - 1.0 / e_max
+    return _out(1.0 / (s / ((E_n - 1.0) * s + 1.0) + 1.0 / e_max), E)
+
+
+def _logs(N, E, law: RoutedLaw):
+    N_n = _array("N", N, positive=True, fix=_N_FIX)
+    E_n = _array("E", E, min_value=1.0, fix=_E_FIX)
+    if N_n.size != E_n.size and N_n.size != 1 and E_n.size != 1:
+        raise ValidationError("E", f"has {E_n.size} values but N has {N_n.size}", "pass one E per N, or a scalar")
+    return np.log10(N_n), np.log10(saturating_experts(E_n, law.e_start, law.e_max))
+
+
+def predict_loss(N, E, law: RoutedLaw):
+    """L(N, E) from Eq. 1 (vectorised; scalars in, float out)."""
+    x, z = _logs(N, E, _check_law(law))
+    out = 10.0 ** (law.a * x + law.b * z + law.c * x * z + law.d)
+    return _out(out, N) if np.ndim(E) == 0 else out
+
+
+def dense_slope(law: RoutedLaw) -> float:
+    """d log10 L / d log10 N of the dense model (E = 1, E^ = e_start): a + c log10 e_start."""
+    return _check_law(law).a + law.c * math.log10(law.e_start)
+
+
+def effective_params(N, E, law: RoutedLaw):
+    """Effective Parameter Count N-bar: the dense size with the same loss, L(N-bar, 1) = L(N, E)."""
+    slope = dense_slope(law)
+    if slope >= 0:
+        raise ValidationError("law", f"dense slope a + c log10 e_start = {slope:.4g} is not negative",
+                              "the EPC needs a law whose dense loss falls with N")
+    x, z = _logs(N, E, law)
+    z1 = math.log10(law.e_start)
+    log_l = law.a * x + law.b * z + law.c * x * z + law.d
+    out = 10.0 ** ((log_l - law.b * z1 - law.d) / slope)
+    return _out(out, N) if np.ndim(E) == 0 else out
+
+
+def cutoff_params(law: RoutedLaw) -> float:
+    """N_cutoff = 10^(-b/c): beyond it d log L / d log E^ = b + c log10 N > 0, more experts stop
+    helping. ``inf`` when c <= 0 (the benefit of experts never shrinks with N)."""
+    _check_law(law)
+    if law.c <= 0:
+        return math.inf
+    with np.errstate(over="ignore"):
+        return float(np.power(10.0, -law.b / law.c))
+
+
+def iso_loss_curve(law: RoutedLaw, loss: float, E_values):
+    """The N that reaches ``loss`` at each E in ``E_values`` (nan where the law never gets there)."""
+    _check_law(law)
+    log_l = math.log10(_array("loss", [loss], positive=True, fix=_L_FIX)[0])
+    E_n = _array("E_values", E_values, min_value=1.0, fix=_E_FIX)
+    z = np.log10(saturating_experts(E_n, law.e_start, law.e_max))
+    slope = law.a + law.c * z
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = np.where(slope < 0, 10.0 ** ((log_l - law.b * z - law.d) / slope), np.nan)
+    return _out(out, E_values)
+
+
+def predict_fb_loss(F, B, law: FBLaw):
+    """L(F, B) from Eq. 2 (F FLOPs per token, B = P / F)."""
+    _check_law(law, FBLaw)
+    f = np.log10(_array("F", F, positive=True))
+    b = np.log10(_array("B", B, positive=True))
+    out = 10.0 ** (law.a * f + law.b * b + law.c * f * b + law.d)
+    return _out(out, F) if np.ndim(B) == 0 else out
+
+
+# ----------------------------------------------------------------------------- fit results
+@dataclass(frozen=True)
+class FitResult:
+    """A fitted law with 95% percentile-bootstrap intervals (``ci`` is (nan, nan) without bootstrap).
+
+    ``residuals`` are log10 L_observed - log10 L_fit per point; ``samples[name]`` holds the bootstrap
+    values of each parameter (empty without bootstrap); ``n_unconverged`` counts resamples still
+    drifting along the flat e_max -> e_start ridge when the solver stopped (kept in the intervals).
+    ``warnings`` say when the point fit is degenerate or sits on a bound (see ``fit_warnings``).
+    """
+
+    law: RoutedLaw
+    ci: dict
+    rmse: float
+    n_points: int
+    residuals: np.ndarray
+    n_bootstrap: int = 0
+    samples: dict = field(default_factory=dict, repr=False)
+    n_unconverged: int = 0
+    saturating: bool = True
+    huber_delta: float = HUBER_DELTA
+    warnings: tuple = ()
+
+    @property
+    def degenerate(self) -> bool:
+        """True when E^ barely moves over the runs, so a, b, c, d are not individually meaningful."""
+        return any(w.startswith("degenerate") for w in self.warnings)
+
+    def bootstrap_laws(self) -> list[RoutedLaw]:
+        if not self.n_bootstrap:
+            return []
+        cols = [self.samples[k] for k in LAW_PARAMS]
+        return [RoutedLaw(*map(float, row)) for row in zip(*cols)]
+
+    def ci_of(self, fn: Callable[[RoutedLaw], float], level: float = 0.95) -> tuple[float, float]:
+        """Percentile interval of any derived quantity, e.g. ``fit.ci_of(cutoff_params)``."""
+        return fitting.percentile_ci([fn(law) for law in self.bootstrap_laws()], level)
+
+    def to_dict(self) -> dict:
+        return {"law": self.law.as_dict(), "ci": {k: list(v) for k, v in self.ci.items()}, "rmse": self.rmse,
+                "n_points": self.n_points, "n_bootstrap": self.n_bootstrap,
+                "n_unconverged": self.n_unconverged, "saturating": self.saturating,
+                "huber_delta": self.huber_delta, "warnings": list(self.warnings)}
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """A fitted linear-in-log law (dense power law or Eq. 2) with bootstrap intervals."""
+
+    params: dict
+    ci: dict
+    rmse: float
+    n_points: int
+    residuals: np.ndarray
+    n_bootstrap: int = 0
+    samples: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class DenseFit(LinearFit):
+    """L = (N_c / N)^alpha_N; unpacks as ``alpha_N, N_c = fit_dense_law(N, loss)``."""
+
+    @property
+    def alpha_N(self) -> float:
+        return self.params["alpha_N"]
+
+    @property
+    def N_c(self) -> float:
+        return self.params["N_c"]
+
+    def __iter__(self):
+        return iter((self.alpha_N, self.N_c))
+
+
+@dataclass(frozen=True)
+class FBFit(LinearFit):
+    """Eq. 2 fit; ``.law`` is an FBLaw."""
+
+    @property
+    def law(self) -> FBLaw:
+        return FBLaw(**{k: self.params[k] for k in ("a", "b", "c", "d")})
+
+
+@dataclass(frozen=True)
+class SlopeFit:
+    """Separable fits: one least-squares line per group (``by`` = "E" or "N"), then a line through
+    the slopes against log10 of the group key. A non-zero ``trend_slope`` is the interaction c."""
+
+    by: str
+    keys: np.ndarray
+    slopes: np.ndarray
+    intercepts: np.ndarray
+    n_points: np.ndarray
+    trend_slope: float
+    trend_intercept: float
+
+    @property
+    def zero_crossing(self) -> float:
+        """The key where the fitted slope reaches zero (for ``by="N"``: a separable N_cutoff)."""
+        if not self.trend_slope > 0:
+            return math.inf
+        with np.errstate(over="ignore"):
+            return float(np.power(10.0, -self.trend_intercept / self.trend_slope))
+
+
+@dataclass(frozen=True)
+class ExtrapolationCheck:
+    """Fit without the largest N, predict it: how far the law extrapolates one size up (log10 L)."""
+
+    held_out_N: float
+    law: RoutedLaw
+    n_train: int
+    n_test: int
+    rmse_train: float
+    rmse_test: float
+    mean_residual_test: float
+    residuals_test: np.ndarray
 
 
 # ----------------------------------------------------------------------------- fitters
@@ -52,6 +331,13 @@ def _need_points(n: int, n_params: int, what: str) -> None:
     if n < n_params:
         raise ValidationError("N", f"{n} point(s) cannot determine the {n_params} parameters of {what}",
                               f"fit at least {n_params} runs (more for useful intervals)")
+
+
+def _flag(name: str, value) -> bool:
+    """A true/false option: only ``True``/``False`` (or numpy bools), never a string such as "no"."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValidationError(name, f"must be True or False, got {value!r}", f"pass {name}=True or {name}=False")
+    return bool(value)
 
 
 def _bootstrap(bootstrap, seed) -> tuple[int, int]:
@@ -83,7 +369,7 @@ def _ok(keys: list[np.ndarray], mins: list[int], n_params: int):
 
 
 def _ci(samples: dict, names) -> dict:
-    return {k: _fit.percentile_ci(samples[k]) if samples else (math.nan, math.nan) for k in names}
+    return {k: fitting.percentile_ci(samples[k]) if samples else (math.nan, math.nan) for k in names}
 
 
 def fit_warnings(law: RoutedLaw, E) -> tuple[str, ...]:
@@ -105,8 +391,8 @@ def fit_warnings(law: RoutedLaw, E) -> tuple[str, ...]:
         out.append(f"degenerate: e_start = {law.e_start:.4g} vs E up to {E_n[-1]:g}, so log10 E^ spans only "
                    f"{span_h:.3f} of log10 E's {span_e:.2f} dex over these runs; the law is near-linear in E "
                    "here and a, b, c, d trade off: do not read them as Table 3's (these runs are not log-linear in E)")
-    if law.e_max / law.e_start >= 10 ** _fit.Q_MAX * (1 - 1e-6):
-        out.append(f"e_max / e_start at its cap 1e{_fit.Q_MAX:g}: no saturation seen in these runs")
+    if law.e_max / law.e_start >= 10 ** fitting.Q_MAX * (1 - 1e-6):
+        out.append(f"e_max / e_start at its cap 1e{fitting.Q_MAX:g}: no saturation seen in these runs")
     return tuple(out)
 
 
@@ -116,6 +402,7 @@ def fit_routed_law(N, E, loss, *, saturating: bool = True, bootstrap: int = 0, s
     Dense runs enter at E = 1. Summed Huber (delta 1e-3) in log10 L, equal weight per run; a grid
     of 30 (e_start, e_max) starts; ``bootstrap`` resamples of the runs give 95% percentile intervals.
     """
+    saturating = _flag("saturating", saturating)
     N_n, E_n, L_n = _inputs(N, E, loss)
     boot, seed = _bootstrap(bootstrap, seed)
     n_params = 6 if saturating else 4
@@ -135,10 +422,10 @@ def fit_routed_law(N, E, loss, *, saturating: bool = True, bootstrap: int = 0, s
     x0 = float(x.mean())
     xc = x - x0
     if saturating:
-        model = _fit.saturating_model(xc, E_n, y)
+        model = fitting.saturating_model(xc, E_n, y)
     else:
         lz = np.log10(E_n)
-        model = _fit.linear_model(np.stack([xc, lz, xc * lz, np.ones_like(xc)], 1), y)
+        model = fitting.linear_model(np.stack([xc, lz, xc * lz, np.ones_like(xc)], 1), y)
 
     def to_params(th_BP):
         th_BP = np.atleast_2d(th_BP)
@@ -149,14 +436,14 @@ def fit_routed_law(N, E, loss, *, saturating: bool = True, bootstrap: int = 0, s
             es, em = np.ones_like(a), np.full_like(a, np.inf)
         return dict(zip(LAW_PARAMS, (a, b, c, d, es, em)))
 
-    th, _ = _fit.fit_point(model, np.ones_like(y))
+    th, _ = fitting.fit_point(model, np.ones_like(y))
     law = RoutedLaw(*(float(v[0]) for v in to_params(th).values()))
     resid = y - np.log10(predict_loss(N_n, E_n, law))
     samples, n_unconv = {}, 0
     if boot:
         ok = _ok([x, E_n], [2, 3 if saturating else 2], n_params)
-        counts = _fit.bootstrap_counts(N_n.size, boot, seed, ok)
-        th_b, conv = _fit.fit_bootstrap(model, th, counts)
+        counts = fitting.bootstrap_counts(N_n.size, boot, seed, ok)
+        th_b, conv = fitting.fit_bootstrap(model, th, counts)
         samples = to_params(th_b)
         n_unconv = int((~conv).sum())
     return FitResult(law=law, ci=_ci(samples, LAW_PARAMS), rmse=float(np.sqrt(np.mean(resid ** 2))),
@@ -166,14 +453,14 @@ def fit_routed_law(N, E, loss, *, saturating: bool = True, bootstrap: int = 0, s
 
 
 def _linear_fit(cls, X, y, convert, keys, mins, boot, seed):
-    model = _fit.linear_model(X, y)
-    th, _ = _fit.fit_point(model, np.ones_like(y))
+    model = fitting.linear_model(X, y)
+    th, _ = fitting.fit_point(model, np.ones_like(y))
     params = {k: float(v[0]) for k, v in convert(th).items()}
     resid = y - X @ th
     samples = {}
     if boot:
-        counts = _fit.bootstrap_counts(y.size, boot, seed, _ok(keys, mins, X.shape[1]))
-        samples = convert(_fit.fit_bootstrap(model, th, counts)[0])
+        counts = fitting.bootstrap_counts(y.size, boot, seed, _ok(keys, mins, X.shape[1]))
+        samples = convert(fitting.fit_bootstrap(model, th, counts)[0])
     return cls(params=params, ci=_ci(samples, params), rmse=float(np.sqrt(np.mean(resid ** 2))),
                n_points=int(y.size), residuals=resid, n_bootstrap=boot, samples=samples)
 
@@ -259,6 +546,7 @@ def fit_per_size_slopes(N, E, loss, *, law: RoutedLaw | None = None) -> SlopeFit
 
 def extrapolation_check(N, E, loss, *, saturating: bool = True) -> ExtrapolationCheck:
     """Leave the largest N out, fit the rest, and report the error predicting it (log10 L)."""
+    saturating = _flag("saturating", saturating)
     N_n, E_n, L_n = _inputs(N, E, loss)
     top = float(N_n.max())
     test = N_n == top
@@ -272,8 +560,8 @@ def extrapolation_check(N, E, loss, *, saturating: bool = True) -> Extrapolation
 
 
 __all__ = [
-    "RoutedLaw", "FBLaw", "FitResult", "DenseFit", "FBFit", "SlopeFit", "ExtrapolationCheck", "HUBER_DELTA",
+    "RoutedLaw", "FBLaw", "FitResult", "LinearFit", "DenseFit", "FBFit", "SlopeFit", "ExtrapolationCheck",
     "LAW_PARAMS", "saturating_experts", "predict_loss", "dense_slope", "effective_params", "cutoff_params",
     "iso_loss_curve", "predict_fb_loss", "fit_routed_law", "fit_warnings", "fit_dense_law", "fit_fb_law",
-    "fit_per_expert_slopes", "fit_per_size_slopes", "extrapolation_check", "huber", "validate_runs",
+    "fit_per_expert_slopes", "fit_per_size_slopes", "extrapolation_check", "validate_runs",
 ]

@@ -1,4 +1,6 @@
-"""Numeric engine of the scaling-law fits (pure numpy/scipy; the public API is ``routing_laws.laws``).
+"""Numerical engine of the scaling-law fits (pure numpy/scipy): the Huber objective, a batched damped
+Gauss-Newton, an L-BFGS-B polish and bootstrap resampling. ``routing_laws.laws`` builds its fitters on it;
+it knows nothing of the law's coefficients or result types.
 
 Every fit minimises a *summed* Huber loss of log10-loss residuals. Summing (not averaging) matters:
 with a mean, L-BFGS-B's relative stopping rule fires long before convergence (Epoch's Chinchilla
