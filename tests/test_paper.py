@@ -208,3 +208,97 @@ def test_dense_runs_follow_a_power_law_near_the_papers(clark_runs):
     fit = laws.fit_dense_law(dense["N"], dense["loss"])
     assert fit.alpha_N == pytest.approx(paper.dense_fit()["alpha_N"], abs=0.01)
     assert fit.rmse < 0.005 and math.isfinite(fit.N_c)
+
+
+# ----------------------------------------------------------------------------- malformed raw-run files
+HEADER = ("hyper_id,step,loss_c4,loss_curation_corpus,loss_lambada,loss_pile,loss_validation,loss_wikitext103,"
+          "num_experts,d_model,num_blocks,num_heads,kqv_size,flop_increase,k,router_type,seed,routing_frequency,"
+          "total_parameter_count,dense_parameter_count,flops_per_step,model_size_label")
+ROW = "0,10000,3.15,2.43,2.47,2.92,2.87,2.97,1,1536,12,12,128,1.0,1,Dense,42,0.5,368123904.0,368123904.0,5.5e14,370M"
+
+
+def _csv(tmp_path, text: str | bytes, name="runs.csv"):
+    p = tmp_path / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return p
+
+
+def test_a_small_well_formed_file_loads_with_a_checksum_warning(monkeypatch, tmp_path):
+    _isolate(monkeypatch, tmp_path)
+    p = _csv(tmp_path, "\ufeff" + HEADER + "\n" + ROW + "\n" + ROW.replace("0,10000", "0,20000", 1) + "\n")
+    with pytest.warns(paper.RunsChecksumWarning, match="not the paper's runs"):
+        t = paper.load_runs(p)
+    assert len(t) == 2 and t["hyper_id"].dtype == np.int64 and t["step"].tolist() == [10000, 20000]
+    assert not t.sha256_ok and t.source == str(p) and t.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("content, phrase", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
+    ("hyper_id,caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+    ("", "is empty"),
+    (HEADER + "\n", "header but no rows"),
+    (HEADER + "\n" + ROW + ",extra\n", "line 2 has 23 fields"),
+    (HEADER + "\n" + ROW + "\n" + ",".join(ROW.split(",")[:5]) + "\n", "line 3 has 5 fields"),
+    (HEADER + "\n" + ROW.replace("0,10000", "x,10000", 1), "column hyper_id: not a number: 'x'"),
+    (HEADER + "\n" + ROW.replace("0,10000", "0,1.5", 1), "column step: not an integer: '1.5'"),
+    (HEADER + "\n" + ROW.replace("3.15", "-3.15", 1), "column loss_c4: a loss must be finite and >= 0"),
+    (HEADER + "\n" + ROW.replace("3.15", "inf", 1), "column loss_c4: a loss must be finite"),
+    ("a,b\n1,2\n", "missing columns"),
+])
+def test_malformed_runs_files_are_clean_errors(monkeypatch, tmp_path, content, phrase):
+    _isolate(monkeypatch, tmp_path)
+    p = _csv(tmp_path, content)
+    with pytest.raises(ValidationError) as e:
+        paper.load_runs(p)
+    assert e.value.field == "path" and phrase in str(e.value) and str(p) in str(e.value)
+    assert "clark2022_moe_runs.csv" in e.value.fix  # says what file would work
+    monkeypatch.setenv(paper.RUNS_ENV, str(p))  # the same through the environment variable names it
+    with pytest.raises(ValidationError) as e:
+        paper.load_runs()
+    assert e.value.field == paper.RUNS_ENV and phrase in str(e.value)
+
+
+def test_a_directory_is_named_as_one(monkeypatch, tmp_path):
+    _isolate(monkeypatch, tmp_path)
+    with pytest.raises(ValidationError, match="is a directory") as e:
+        paper.load_runs(tmp_path)
+    assert e.value.field == "path"
+    monkeypatch.setenv(paper.RUNS_ENV, str(tmp_path))
+    with pytest.raises(ValidationError, match="is a directory") as e:
+        paper.find_runs()
+    assert e.value.field == paper.RUNS_ENV
+    with pytest.raises(ValidationError, match="file path"):
+        paper.load_runs(42)
+
+
+def test_a_damaged_cache_is_not_used(monkeypatch, tmp_path):
+    _isolate(monkeypatch, tmp_path)
+    cache = tmp_path / ".cache" / "clark2022_moe_runs.csv"
+    cache.parent.mkdir()
+    cache.write_text(HEADER + "\n" + ROW + "\n")
+    with pytest.raises(RoutingLawsError, match="not the published file's, so it was not used"):
+        paper.load_runs(download=False)
+    with pytest.raises(RoutingLawsError, match="offline.*not used"):
+        paper.load_runs()
+
+
+def test_runs_or_reason(monkeypatch, tmp_path):
+    _isolate(monkeypatch, tmp_path)
+    runs, why = paper.runs_or_reason()
+    assert runs is None and why.startswith("The sections that need the paper's raw runs are skipped")
+    assert paper.RUNS_ENV in why and paper.RUNS_URL in why and "\n" not in why
+    runs, why = paper.runs_or_reason(_csv(tmp_path, HEADER + "\n"))  # a malformed file: the reason says so
+    assert runs is None and "header but no rows" in why
+    with pytest.warns(paper.RunsChecksumWarning):
+        runs, why = paper.runs_or_reason(_csv(tmp_path, HEADER + "\n" + ROW + "\n"))
+    assert len(runs) == 1 and why == ""
+
+
+@pytest.mark.needs_clark_runs
+def test_the_published_file_loads_without_a_warning(clark_runs, recwarn):
+    src = paper.find_runs(download=False)
+    t = paper.load_runs(src)
+    assert t.sha256_ok and t.sha256 == paper.RUNS_SHA256
+    assert not [w for w in recwarn if issubclass(w.category, paper.RunsChecksumWarning)]
+    runs, why = paper.runs_or_reason(src)
+    assert why == "" and len(runs) == len(clark_runs)

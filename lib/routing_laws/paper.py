@@ -5,7 +5,10 @@ Published values: ``table3()``, ``dense_fit()``, ``reported_cutoffs()``, ``deriv
 
 Raw runs (Clark et al.'s 223 training runs, ../shared/data/SOURCE.md; never committed):
 ``load_runs(path=None)`` looks in ``path``, then $ROUTING_LAWS_CLARK_RUNS, then the git-ignored
-cache ``<repo>/.cache/clark2022_moe_runs.csv``, then downloads the public copy (sha256-checked).
+cache ``<repo>/.cache/clark2022_moe_runs.csv``, then downloads the public copy. The sha256 of the file
+read is compared with the published one whatever the source: a differing file given by path or
+variable is read with a ``RunsChecksumWarning``; a differing cache or download is never used.
+``runs_or_reason()`` returns ``(runs, "")`` or ``(None, how to get them)`` for chapters that skip.
 ``main_grid()`` and ``ablation_runs()`` select final losses; ``paper_*`` reproduce the accounting
 columns. Column names: N dense non-embedding parameters, E experts, R routing frequency, k experts
 per token, P total parameters, F forward FLOPs per token, B = P / F. Pure numpy; no pandas.
@@ -16,8 +19,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import os
 import urllib.request
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +44,8 @@ LOSS_COLUMNS = ("loss_validation", "loss_c4", "loss_curation_corpus", "loss_lamb
                 "loss_wikitext103")
 _STR_COLUMNS = ("router_type", "model_size_label")
 _INT_COLUMNS = ("hyper_id", "step", "num_experts", "d_model", "num_blocks", "num_heads", "kqv_size", "k", "seed")
+_FLOAT_COLUMNS = ("flop_increase", "routing_frequency", "total_parameter_count", "dense_parameter_count",
+                  "flops_per_step")
 DUPLICATED_SBASE_25M = ((28, 67), (47, 56), (49, 57), (54, 66))
 """S-Base 25M ablation configurations that appear twice with different losses (a distinguishing
 hyperparameter is missing from the data). ``ablation_runs`` keeps both by default (each is a real
@@ -143,6 +150,9 @@ def paper_flops_per_token(d_model: int, n_layers: int, n_heads: int, kqv: int, E
 class RunTable:
     """A tidy table: one numpy array per column, all the same length (one row per run and step)."""
 
+    source: str = ""  # where load_runs read it ("" for a derived table)
+    sha256: str = ""  # of the file read; compare with RUNS_SHA256 (see ``sha256_ok``)
+
     def __init__(self, columns: dict):
         self._cols = {k: np.asarray(v) for k, v in columns.items()}
         lengths = {v.shape[0] for v in self._cols.values()}
@@ -152,6 +162,11 @@ class RunTable:
     @property
     def columns(self) -> list[str]:
         return list(self._cols)
+
+    @property
+    def sha256_ok(self) -> bool:
+        """True when this table was read from the published runs file, byte for byte."""
+        return self.sha256 == RUNS_SHA256
 
     def __len__(self) -> int:
         return next(iter(self._cols.values())).shape[0] if self._cols else 0
@@ -196,23 +211,60 @@ class RunTable:
         return out.getvalue()
 
 
-def _parse_runs(data: bytes, where: str) -> RunTable:
-    rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+class RunsChecksumWarning(UserWarning):
+    """The raw-run CSV read is not byte-for-byte the published one (its sha256 differs from RUNS_SHA256)."""
+
+
+def _bad_csv(field: str, where: str, problem: str) -> ValidationError:
+    return ValidationError(field, f"{where} {problem}",
+                           f"pass the unmodified clark2022_moe_runs.csv (sha256 {RUNS_SHA256[:12]}...; {RUNS_URL})")
+
+
+def _parse_runs(data: bytes, where: str, field: str = "path") -> RunTable:
+    """The runs CSV's bytes as a RunTable, or a ValidationError (naming ``field``, the file's source, and
+    the line) for a binary file, ragged rows, a header without rows, or a cell of the wrong type."""
+    if b"\x00" in data:
+        raise _bad_csv(field, where, "is a binary file, not a CSV")
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark is tolerated
+    except UnicodeDecodeError as e:
+        raise _bad_csv(field, where, f"is not UTF-8 text (byte {e.start})") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as e:
+        raise _bad_csv(field, where, f"is not a readable CSV ({e})") from None
     if not rows:
-        raise RoutingLawsError(f"{where} is empty")
-    header, body = rows[0], rows[1:]
-    missing = [c for c in _INT_COLUMNS + _STR_COLUMNS + LOSS_COLUMNS if c not in header]
+        raise _bad_csv(field, where, "is empty")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    missing = [c for c in _INT_COLUMNS + _STR_COLUMNS + LOSS_COLUMNS + _FLOAT_COLUMNS if c not in header]
     if missing:
-        raise RoutingLawsError(f"{where} is not the Clark runs CSV: missing columns {', '.join(missing)}")
+        raise _bad_csv(field, where, f"is not the Clark runs CSV: missing columns {', '.join(missing)}")
+    if len(set(header)) != len(header):
+        raise _bad_csv(field, where, "repeats a column name in its header")
+    body = [r for r in body if r]  # csv gives [] for a blank line
+    if not body:
+        raise _bad_csv(field, where, "has a header but no rows")
+    for i, r in enumerate(body):
+        if len(r) != len(header):
+            raise _bad_csv(field, where, f"line {i + 2} has {len(r)} fields, the header has {len(header)}")
     cols = {}
     for j, name in enumerate(header):
-        vals = [r[j] for r in body]
+        vals = [r[j].strip() for r in body]
         if name in _STR_COLUMNS:
             cols[name] = np.array(vals, dtype=str)
-        elif name in _INT_COLUMNS:
-            cols[name] = np.array([int(float(v)) for v in vals], dtype=np.int64)
-        else:
-            cols[name] = np.array([float(v) if v.strip() else np.nan for v in vals], dtype=float)
+            continue
+        out = []
+        for i, v in enumerate(vals):
+            try:
+                x = float(v) if v else math.nan
+            except ValueError:
+                raise _bad_csv(field, where, f"line {i + 2}, column {name}: not a number: {v!r}") from None
+            if name in _INT_COLUMNS and not (math.isfinite(x) and x == int(x)):
+                raise _bad_csv(field, where, f"line {i + 2}, column {name}: not an integer: {v!r}")
+            if name in LOSS_COLUMNS and (x < 0 or math.isinf(x)):
+                raise _bad_csv(field, where, f"line {i + 2}, column {name}: a loss must be finite and >= 0, got {v!r}")
+            out.append(x)
+        cols[name] = np.array(out, dtype=np.int64) if name in _INT_COLUMNS else np.array(out, dtype=float)
     return RunTable(cols)
 
 
@@ -232,23 +284,46 @@ def _how_to_get(reason: str) -> str:
             f"or pass the path explicitly (load_runs(path) / routing-laws fit PATH.csv)")
 
 
-def find_runs(path=None, *, download: bool = True, timeout: float = 10.0) -> Path:
-    """Where the runs CSV is: ``path``, $ROUTING_LAWS_CLARK_RUNS, the cache, or a fresh download."""
+def _given(path) -> tuple[Path, str] | None:
+    """The file named by ``path`` or $ROUTING_LAWS_CLARK_RUNS, with the field that named it, or None."""
     for p, what in ((path, "path"), (os.environ.get(RUNS_ENV) or None, RUNS_ENV)):
-        if p is not None:
-            p = Path(p).expanduser()
-            if not p.is_file():
-                raise RoutingLawsError(_how_to_get(f"{what} points to {p}, which does not exist"))
-            return p
+        if p is None:
+            continue
+        if not isinstance(p, (str, os.PathLike)):
+            raise ValidationError(what, f"must be a file path, got {type(p).__name__}", "pass a str or Path")
+        p = Path(p).expanduser()
+        if p.is_dir():
+            raise ValidationError(what, f"{p} is a directory", "name the CSV file itself, e.g. "
+                                  f"{p / 'clark2022_moe_runs.csv'}")
+        if not p.is_file():
+            raise RoutingLawsError(_how_to_get(f"{what} points to {p}, which does not exist"))
+        return p, what
+    return None
+
+
+def find_runs(path=None, *, download: bool = True, timeout: float = 10.0) -> Path:
+    """Where the runs CSV is: ``path``, $ROUTING_LAWS_CLARK_RUNS, the cache, or a fresh download.
+
+    A given file (path or variable) is used whatever its content (``load_runs`` checks it); the cache is
+    used only when its sha256 is the published one (a stale or damaged cache is downloaded again); a
+    download is saved to the cache only when its sha256 matches.
+    """
+    given = _given(path)
+    if given is not None:
+        return given[0]
     cache = cache_path()
-    if cache.is_file() and hashlib.sha256(cache.read_bytes()).hexdigest() == RUNS_SHA256:
-        return cache
+    cache_note = ""
+    if cache.is_file():
+        digest = hashlib.sha256(cache.read_bytes()).hexdigest()
+        if digest == RUNS_SHA256:
+            return cache
+        cache_note = f"; the cache at {cache} has sha256 {digest[:12]}..., not the published file's, so it was not used"
     if not download:
-        raise RoutingLawsError(_how_to_get(f"no {RUNS_ENV} and no cache at {cache}"))
+        raise RoutingLawsError(_how_to_get(f"no {RUNS_ENV} and no valid cache at {cache}{cache_note}"))
     try:
         data = _download(RUNS_URL, timeout)
     except Exception as e:  # offline, DNS, HTTP error: all mean the same to the user
-        raise RoutingLawsError(_how_to_get(f"download failed: {type(e).__name__}: {e}")) from None
+        raise RoutingLawsError(_how_to_get(f"download failed: {type(e).__name__}: {e}{cache_note}")) from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != RUNS_SHA256:
         raise RoutingLawsError(_how_to_get(f"downloaded file has sha256 {digest}, expected {RUNS_SHA256}"))
@@ -257,9 +332,37 @@ def find_runs(path=None, *, download: bool = True, timeout: float = 10.0) -> Pat
 
 
 def load_runs(path=None, *, download: bool = True) -> RunTable:
-    """The paper's runs, one row per run and logged step (see the module docstring for the search)."""
-    p = find_runs(path, download=download)
-    return _parse_runs(p.read_bytes(), str(p))
+    """The paper's runs, one row per run and logged step (see the module docstring for the search).
+
+    The file's sha256 is compared with the published one whatever its source. A file given by ``path``
+    or $ROUTING_LAWS_CLARK_RUNS that differs is still read (a subset or an edited copy is a legitimate
+    thing to fit) but raises a ``RunsChecksumWarning`` saying so, and the table's ``sha256_ok`` is False,
+    so nothing printed beside Table 3 can silently come from a doctored copy.
+    """
+    given = _given(path)
+    p, field = given if given is not None else (find_runs(None, download=download), "cache")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ValidationError(field, f"cannot read {p}: {e.strerror or e}", "check the file's permissions") from None
+    table = _parse_runs(data, str(p), field)
+    digest = hashlib.sha256(data).hexdigest()
+    table.source, table.sha256 = str(p), digest
+    if digest != RUNS_SHA256:
+        warnings.warn(f"{p} (from {field}) has sha256 {digest[:12]}..., not the published runs file's "
+                      f"{RUNS_SHA256[:12]}...: results from it are not the paper's runs", RunsChecksumWarning,
+                      stacklevel=2)
+    return table
+
+
+def runs_or_reason(path=None, *, download: bool = True) -> tuple[RunTable | None, str]:
+    """``(runs, "")`` when the paper's raw runs load, else ``(None, message)``: for chapters that skip
+    the sections needing them. The message is one paragraph: why they are missing and how to get them.
+    Only the loader's own errors are caught; a programming error still raises."""
+    try:
+        return load_runs(path, download=download), ""
+    except RoutingLawsError as e:
+        return None, f"The sections that need the paper's raw runs are skipped: {e}."
 
 
 def _loss_column(name: str) -> str:
