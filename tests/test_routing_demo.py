@@ -125,23 +125,3 @@ def test_bench_rows(tmp_path):
     assert len(rows) == 1
     assert rows[0]["backend"] == "gpu" and rows[0]["date"] == "2026-11-28" and rows[0]["file"] == "a.json"
     assert rd.bench_rows(tmp_path / "missing") == []
-
-
-def test_routing_chart_builders():
-    from routing_laws import charts
-
-    rows = [{"x": "a", "y": 0.2, "g": "p", "i": 0}, {"x": "b", "y": 0.8, "g": "q", "i": 1}]
-    spec = charts.grouped_bar_chart(rows, x="x", y="y", group="g", x_title="expert", y_title="share (fraction)",
-                                    rule_y=0.5).to_dict()
-    assert spec["layer"][0]["encoding"]["xOffset"]["field"] == "g" and spec["layer"][1]["mark"]["type"] == "rule"
-    spec = charts.slider_bar_chart(rows, x="x", y="y", step="i", x_title="expert", y_title="share (fraction)",
-                                   step_name="sweeps").to_dict()
-    assert spec["params"][0]["bind"]["input"] == "range" and spec["params"][0]["value"] == 1
-    b = {"series": "s", "n_experts": 8, "vs_dense": 0.5, "d_model": 64, "dense_ms": 1.0, "routed_ms": 2.0,
-         "capacity_factor": 1.25}
-    spec = charts.bench_chart([b]).to_dict()
-    assert sorted(r["ref"] for r in spec["layer"][0]["data"]["values"]) == [0.8, 1.0]
-    with pytest.raises(ValidationError):
-        charts.grouped_bar_chart(rows, x="x", y="y", group="g", x_title="", y_title="share")
-    with pytest.raises(ValidationError):
-        charts.bench_chart([{**b, "vs_dense": 0.0}])

@@ -1,29 +1,151 @@
-"""Altair charts for the book: the chart builders chapters call.
+"""Altair charts for the book: the offline renderers, the row checks and the chart builders.
 
 Builders take tidy rows (a list of dicts; numpy scalars are fine) and return a top-level altair chart
 with tooltips, axis titles with units, width <= ``MAX_WIDTH`` px and a legend-bound selection (click a
 legend entry to highlight it, shift-click for more). Row glossary: N non-embedding parameters of the
-dense model, E experts, loss validation loss in nats per token, tokens training tokens seen.
+dense model, E experts, loss validation loss in nats per token, tokens training tokens seen. The
+interactive charts that compute the law in the browser live in ``routing_laws.law_charts``, built on
+the public helpers here (``tidy_rows``, ``chart_size``, ``chart_title``, ``LOSS_TITLE``).
 
-The offline renderers and row checks live in ``routing_laws.chart_base``, the interactive law charts
-in ``routing_laws.chart_law``; both are re-exported here, so chapters need only ``charts``.
-Importing this module enables the offline renderer (``enable_offline``).
+Rendering (``enable_offline``; importing this module calls it):
+- mode ``"html"`` (set by ``routing_laws.book`` for papermill runs via ``ROUTING_LAWS_CHARTS=html``):
+  each chart is a ``<div class="altair-chart">`` plus a ``vegaEmbed(...)`` call. The book's Sphinx
+  extension (``book/_ext/vega_offline.py``) serves ``vegaEmbed`` from ``_static``: no CDN.
+- mode ``"notebook"`` (the default in JupyterLab / Notebook 7 / VS Code): the spec is sent as the
+  ``application/vnd.vegalite.v5+json`` mime type, drawn by the front end's own bundled vega (JupyterLab
+  4 knows Vega-Lite v3-v5 only, so altair 6's v6 spec is relabelled v5; the builders use nothing
+  v6-only, and tests compile them with Vega-Lite 5). No network either.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import altair as alt
 
-from routing_laws.chart_base import (  # noqa: F401  (re-exported: the public chart API lives here)
-    CHART_DIV_RE, EMBED_OPTIONS, LOSS_TITLE, MAX_WIDTH, MODE_ENV, MODES, NOTEBOOK_MIME, RENDERER, _label_sort,
-    _need_title, _num, _size, _title, count_charts, enable_offline, html_renderer, notebook_renderer, si,
-    tidy_rows)
-from routing_laws.chart_law import (  # noqa: F401
-    LAW_EXPRESSIONS, epc_calculator_chart, interval_chart, law_explorer_chart)
-from routing_laws.errors import ValidationError, check_choice
+from routing_laws.errors import ValidationError, check_choice, check_int
+from routing_laws.tables import si
+
+RENDERER = "offline"
+MODE_ENV = "ROUTING_LAWS_CHARTS"
+MODES = ("html", "notebook")
+NOTEBOOK_MIME = "application/vnd.vegalite.v5+json"
+MAX_WIDTH = 450
+LOSS_TITLE = "validation loss (nats/token)"
+# The "Open in Vega Editor" action needs the internet; the rest works offline.
+EMBED_OPTIONS = {"actions": {"export": True, "source": True, "compiled": False, "editor": False}}
+CHART_DIV_RE = re.compile(r'<div[^>]*class="altair-chart"|<div id="altair-viz-[0-9a-f]+"')
+
+
+# --------------------------------------------------------------------------- renderers
+def html_renderer(spec: dict, **meta: Any) -> dict:
+    """Mimebundle for the book: a div and a ``vegaEmbed`` call that waits for the page's local bundle."""
+    div = "altair-" + uuid.uuid4().hex
+    opt = {"mode": "vega-lite", **EMBED_OPTIONS, **(meta.get("embed_options") or {})}
+    js_spec = json.dumps(spec).replace("</", "<\\/")
+    html = (
+        f'<div id="{div}" class="altair-chart"></div>\n'
+        f'<script type="text/javascript">(function(){{var s={js_spec},o={json.dumps(opt)};'
+        f'function d(){{vegaEmbed("#{div}",s,o).catch(function(e){{console.error("chart {div}: "+e);}});}}'
+        f'if(window.vegaEmbed)d();else window.addEventListener("load",d);}})();</script>'
+    )
+    return {"text/html": html, "text/plain": "<altair chart>"}
+
+
+def notebook_renderer(spec: dict, **meta: Any) -> dict:
+    """Mimebundle for JupyterLab-style front ends: the spec under the Vega-Lite v5 mime type, no HTML."""
+    spec5 = dict(spec)
+    spec5["$schema"] = "https://vega.github.io/schema/vega-lite/v5.json"
+    return {NOTEBOOK_MIME: spec5, "text/plain": "<altair chart>"}
+
+
+def enable_offline(mode: str | None = None) -> str:
+    """Register the offline renderers and enable one; return the mode used.
+
+    ``mode=None`` reads ``ROUTING_LAWS_CHARTS`` (``html`` inside book builds) and defaults to ``notebook``.
+    """
+    field = "mode"
+    if mode is None:
+        field, mode = MODE_ENV, os.environ.get(MODE_ENV, "").strip() or "notebook"
+    check_choice(field, mode, MODES)
+    alt.renderers.register(RENDERER, html_renderer)
+    alt.renderers.register(RENDERER + "-notebook", notebook_renderer)
+    alt.renderers.enable(RENDERER if mode == "html" else RENDERER + "-notebook")
+    return mode
+
+
+def count_charts(html: str) -> int:
+    """Number of altair charts a built HTML page holds (ours and altair-default ones)."""
+    return len(CHART_DIV_RE.findall(html))
+
+
+# --------------------------------------------------------------------------- input checks
+def _num(field: str, value: Any, positive: bool) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError(field, f"must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ValidationError(field, f"must be finite, got {value!r}", "drop NaN/inf rows before charting")
+    if positive and out <= 0:
+        raise ValidationError(field, f"must be > 0 on a log axis, got {out}", "drop non-positive rows")
+    return out
+
+
+def tidy_rows(name: str, rows: Iterable[Mapping], numeric: Sequence[str], text: Sequence[str] = (),
+              positive: Sequence[str] = (), optional: Sequence[str] = ()) -> list[dict]:
+    """Validate ``rows`` (non-empty mappings with the named fields) and return plain-JSON copies."""
+    if isinstance(rows, Mapping) or isinstance(rows, (str, bytes)):
+        raise ValidationError(name, "must be a list of row dicts", "e.g. [{'N': 1e6, 'E': 8, 'loss': 3.2}, ...]")
+    out = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise ValidationError(f"{name}[{i}]", f"must be a dict, got {type(row).__name__}")
+        clean: dict[str, Any] = {}
+        for key in [*numeric, *text]:
+            if key not in row:
+                if key in optional:
+                    continue
+                raise ValidationError(f"{name}[{i}]", f"missing field {key!r}", f"each row needs {[*numeric, *text]}")
+            if key in numeric:
+                clean[key] = _num(f"{name}[{i}].{key}", row[key], key in positive)
+            else:
+                clean[key] = str(row[key])
+        out.append(clean)
+    if not out:
+        raise ValidationError(name, "is empty", "pass at least one row")
+    return out
+
+
+def chart_size(width: int, height: int) -> tuple[int, int]:
+    """(width, height) in pixels, checked: width 100..MAX_WIDTH (the text column), height 80..900."""
+    return (check_int("width", width, min_value=100, max_value=MAX_WIDTH),
+            check_int("height", height, min_value=80, max_value=900))
+
+
+def _label_sort(rows: list[dict], key: str, label: str) -> list[str]:
+    """Legend order: labels sorted by the numeric ``key`` they name."""
+    seen = {}
+    for r in rows:
+        seen.setdefault(r[label], r[key])
+    return [lab for lab, _ in sorted(seen.items(), key=lambda kv: kv[1])]
+
+
+def chart_title(title: str | None):
+    """A chart title, or altair's Undefined for none (so no empty title takes space)."""
+    return title if title else alt.Undefined
+
+
+def _need_title(field: str, title: str) -> str:
+    if not isinstance(title, str) or not title.strip():
+        raise ValidationError(field, "needs an axis title with units", "e.g. 'training tokens' or 'loss (nats/token)'")
+    return title
 
 
 # --------------------------------------------------------------------------- generic helper
@@ -40,7 +162,7 @@ def xy_chart(rows: Iterable[Mapping], *, x: str, y: str, x_title: str, y_title: 
     check_choice("x_type", x_type, ("quantitative", "ordinal", "nominal"))
     _need_title("x_title", x_title)
     _need_title("y_title", y_title)
-    width, height = _size(width, height)
+    width, height = chart_size(width, height)
     numeric = [y] + ([x] if x_type == "quantitative" else [])
     text = ([] if x_type == "quantitative" else [x]) + ([color] if color else [])
     positive = ([x] if log_x else []) + ([y] if log_y else [])
@@ -58,7 +180,7 @@ def xy_chart(rows: Iterable[Mapping], *, x: str, y: str, x_title: str, y_title: 
         if x_type == "quantitative" else alt.X(x, type=x_type, title=x_title)
     ys = alt.Y(y, type="quantitative", title=y_title,
                scale=alt.Scale(type="log") if log_y else alt.Scale(zero=mark == "bar"))
-    base = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title))
+    base = alt.Chart(alt.Data(values=data), width=width, height=height, title=chart_title(title))
     marks = {"line": base.mark_line(point=alt.OverlayMarkDef(size=24, filled=True)),
              "point": base.mark_point(filled=True, size=50), "bar": base.mark_bar()}[mark]
     enc = dict(x=xs, y=ys, tooltip=tips)
@@ -92,7 +214,7 @@ def loss_curve_chart(records: Iterable[Mapping], *, x: str = "tokens", y: str = 
         has_split = False
     data = tidy_rows("records", records, [x, y], [run] + (["split"] if has_split else []),
                      positive=([x] if log_x else []) + ([y] if log_y else []))
-    width, height = _size(width, height)
+    width, height = chart_size(width, height)
     sel = alt.selection_point(fields=[run], bind="legend")
     zoom = alt.selection_interval(bind="scales", encodings=["x"])
     tips = [alt.Tooltip(f"{run}:N", title="run"), alt.Tooltip(f"{x}:Q", title=x_title, format=",.0f"),
@@ -109,7 +231,7 @@ def loss_curve_chart(records: Iterable[Mapping], *, x: str = "tokens", y: str = 
     )
     if has_split:
         enc["strokeDash"] = alt.StrokeDash("split:N", title="split")
-    base = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title))
+    base = alt.Chart(alt.Data(values=data), width=width, height=height, title=chart_title(title))
     line = base.mark_line(strokeWidth=1.8).encode(**{k: v for k, v in enc.items() if k != "tooltip"})
     pts = base.mark_point(filled=True, size=28).encode(**{k: v for k, v in enc.items() if k != "strokeDash"})
     return alt.layer(line.add_params(zoom), pts.add_params(sel))
@@ -127,7 +249,7 @@ def loss_vs_experts_chart(points: Iterable[Mapping], fitted_lines: Iterable[Mapp
     pts = tidy_rows("points", points, ["N", "E", "loss"], positive=["N", "E", "loss"])
     lines = tidy_rows("fitted_lines", fitted_lines, ["N", "E", "loss"], positive=["N", "E", "loss"]) \
         if fitted_lines is not None else []
-    width, height = _size(width, height)
+    width, height = chart_size(width, height)
     for r in pts + lines:
         r["size"] = si(r["N"])
     order = _label_sort(pts + lines, "N", "size")
@@ -139,7 +261,7 @@ def loss_vs_experts_chart(points: Iterable[Mapping], fitted_lines: Iterable[Mapp
               scale=alt.Scale(type="log", nice=False, domain=[lo / 1.01, hi * 1.01]))
     color = alt.Color("size:N", title="N (parameters)", sort=order, scale=alt.Scale(scheme="viridis"))
     op = alt.condition(sel, alt.value(1.0), alt.value(0.12))
-    dot = alt.Chart(alt.Data(values=pts), width=width, height=height, title=_title(title)).mark_point(
+    dot = alt.Chart(alt.Data(values=pts), width=width, height=height, title=chart_title(title)).mark_point(
         filled=True, size=60).encode(
         x=x, y=y, color=color, opacity=op,
         tooltip=[alt.Tooltip("size:N", title="N"), alt.Tooltip("N:Q", title="N (exact)", format=",.0f"),
@@ -164,7 +286,7 @@ def iso_loss_chart(curves: Iterable[Mapping], *, points: Iterable[Mapping] | Non
     optional ``points`` ``{N, E}`` mark the measured models. Click a legend entry to pick a level.
     """
     rows = tidy_rows("curves", curves, ["loss", "E", "N"], positive=["loss", "E", "N"])
-    width, height = _size(width, height)
+    width, height = chart_size(width, height)
     for r in rows:
         r["level"] = f"{r['loss']:.3f}"
     order = _label_sort(rows, "loss", "level")
@@ -173,7 +295,7 @@ def iso_loss_chart(curves: Iterable[Mapping], *, points: Iterable[Mapping] | Non
               axis=alt.Axis(values=sorted({2 ** k for k in range(13)}), format="~d"))
     y = alt.Y("N:Q", title="N, dense parameters for that loss (log scale)", scale=alt.Scale(type="log", nice=False),
               axis=alt.Axis(format="~s"))
-    chart = alt.Chart(alt.Data(values=rows), width=width, height=height, title=_title(title)).mark_line(
+    chart = alt.Chart(alt.Data(values=rows), width=width, height=height, title=chart_title(title)).mark_line(
         strokeWidth=1.8, point=alt.OverlayMarkDef(size=16, filled=True)).encode(
         x=x, y=y, detail="level:N",
         color=alt.Color("level:N", title=loss_title, sort=order, scale=alt.Scale(scheme="plasma")),
@@ -204,7 +326,7 @@ def points_lines_chart(points: Iterable[Mapping], lines: Iterable[Mapping] | Non
     """
     _need_title("x_title", x_title)
     _need_title("y_title", y_title)
-    width, height = _size(width, height)
+    width, height = chart_size(width, height)
     text = [color] + ([select] if select else [])
     pts_in = list(points)
     extra_num = [f for f in tooltip if pts_in and isinstance(pts_in[0].get(f), (int, float)) and f not in (x, y)]
@@ -226,7 +348,7 @@ def points_lines_chart(points: Iterable[Mapping], lines: Iterable[Mapping] | Non
         alt.Tooltip(f"{y}:Q", title=y_title, format=".4f")] + [
         alt.Tooltip(f"{f}:Q", title=f, format=".4~g") for f in extra_num] + [
         alt.Tooltip(f"{f}:N", title=f) for f in extra_txt]
-    dot = alt.Chart(alt.Data(values=pts), width=width, height=height, title=_title(title)).mark_point(
+    dot = alt.Chart(alt.Data(values=pts), width=width, height=height, title=chart_title(title)).mark_point(
         filled=True, size=55).encode(x=xs, y=ys, color=col, opacity=op, tooltip=tips).add_params(sel)
     layers = [dot]
     if lns:
@@ -254,13 +376,13 @@ def grouped_bar_chart(rows: Iterable[Mapping], *, x: str, y: str, group: str, x_
     highlight a group; hover for values."""
     _need_title("x_title", x_title)
     _need_title("y_title", y_title)
-    width, height = _size(width, height)
+    width, height = chart_size(width, height)
     data = tidy_rows("rows", rows, [y], [x, group])
     order = list(dict.fromkeys(r[group] for r in data))
     sel = alt.selection_point(fields=[group], bind="legend")
     tips = [alt.Tooltip(f"{group}:N", title=group_title or group), alt.Tooltip(f"{x}:N", title=x_title),
             alt.Tooltip(f"{y}:Q", title=y_title, format=y_format)]
-    bars = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title)).mark_bar().encode(
+    bars = alt.Chart(alt.Data(values=data), width=width, height=height, title=chart_title(title)).mark_bar().encode(
         x=alt.X(f"{x}:N", title=x_title, sort=list(dict.fromkeys(r[x] for r in data)), axis=alt.Axis(labelAngle=0)),
         xOffset=alt.XOffset(f"{group}:N", sort=order),
         y=alt.Y(f"{y}:Q", title=y_title),
@@ -283,7 +405,7 @@ def slider_bar_chart(rows: Iterable[Mapping], *, x: str, y: str, step: str, x_ti
     chart (e.g. expert loads after each Sinkhorn sweep). Starts at the last step; hover for values."""
     _need_title("x_title", x_title)
     _need_title("y_title", y_title)
-    width, height = _size(width, height)
+    width, height = chart_size(width, height)
     data = tidy_rows("rows", rows, [y, step], [x])
     steps = sorted({int(r[step]) for r in data})
     slider = alt.param(name="step_choice", value=steps[-1],
@@ -291,7 +413,7 @@ def slider_bar_chart(rows: Iterable[Mapping], *, x: str, y: str, step: str, x_ti
     y_max = max(r[y] for r in data) * 1.05
     tips = [alt.Tooltip(f"{step}:Q", title=step_name, format="d"), alt.Tooltip(f"{x}:N", title=x_title),
             alt.Tooltip(f"{y}:Q", title=y_title, format=y_format)]
-    bars = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title)).transform_filter(
+    bars = alt.Chart(alt.Data(values=data), width=width, height=height, title=chart_title(title)).transform_filter(
         f"datum.{step} == step_choice").mark_bar().encode(
         x=alt.X(f"{x}:N", title=x_title, sort=list(dict.fromkeys(r[x] for r in data)), axis=alt.Axis(labelAngle=0)),
         y=alt.Y(f"{y}:Q", title=y_title, scale=alt.Scale(domain=[0, y_max])), tooltip=tips)
@@ -309,7 +431,7 @@ def bench_chart(rows: Iterable[Mapping], *, title: str | None = None, width: int
     """Routed / dense throughput (``vs_dense``) vs experts E, one line per series (e.g. 'cpu, d=256'),
     with the capacity-factor ceiling 1/cf and parity (1.0) as rules. Rows need ``series, n_experts,
     vs_dense, d_model, dense_ms, routed_ms, capacity_factor`` (optional ``capacity, date, jax, device``)."""
-    width, height = _size(width, height)
+    width, height = chart_size(width, height)
     data = tidy_rows("rows", rows, ["n_experts", "vs_dense", "d_model", "dense_ms", "routed_ms", "capacity_factor",
                                     "capacity"], ["series", "date", "jax", "device"], positive=["n_experts", "vs_dense"],
                      optional=["capacity", "date", "jax", "device"])
@@ -323,7 +445,7 @@ def bench_chart(rows: Iterable[Mapping], *, title: str | None = None, width: int
             alt.Tooltip("vs_dense:Q", title="routed/dense throughput (ratio)", format=".3f"),
             alt.Tooltip("capacity_factor:Q", title="capacity factor", format=".2f")]
     tips += [alt.Tooltip(f"{k}:N", title=k) for k in ("device", "jax", "date") if any(k in r for r in data)]
-    base = alt.Chart(alt.Data(values=data), width=width, height=height, title=_title(title))
+    base = alt.Chart(alt.Data(values=data), width=width, height=height, title=chart_title(title))
     enc = dict(x=alt.X("n_experts:Q", title="experts E (count, log scale)", scale=alt.Scale(type="log", base=2),
                        axis=alt.Axis(values=es, format="~d")),
                y=alt.Y("vs_dense:Q", title="routed / dense throughput (ratio, log scale)",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -108,6 +109,18 @@ def _check_law(law, cls=RoutedLaw):
         raise ValidationError("law", f"must be a {cls.__name__}, got {type(law).__name__}",
                               f"build one with {cls.__name__}(...) or take .law of a fit result")
     return law
+
+
+def check_laws(laws_by_router) -> dict:
+    """A non-empty ``{router: RoutedLaw}`` mapping (e.g. ``paper.table3()``) as a plain dict, or a
+    ValidationError naming the bad entry. Row and table builders that take several laws call it."""
+    if not isinstance(laws_by_router, Mapping) or not laws_by_router:
+        raise ValidationError("laws", "must be a non-empty dict router -> RoutedLaw", "e.g. paper.table3()")
+    for k, v in laws_by_router.items():
+        if not isinstance(v, RoutedLaw):
+            raise ValidationError(f"laws[{k!r}]", f"must be a RoutedLaw, got {type(v).__name__}",
+                                  "build one with RoutedLaw(...) or take .law of a fit result")
+    return dict(laws_by_router)
 
 
 def _out(a: np.ndarray, like) -> np.ndarray | float:
@@ -563,5 +576,5 @@ __all__ = [
     "RoutedLaw", "FBLaw", "FitResult", "LinearFit", "DenseFit", "FBFit", "SlopeFit", "ExtrapolationCheck",
     "LAW_PARAMS", "saturating_experts", "predict_loss", "dense_slope", "effective_params", "cutoff_params",
     "iso_loss_curve", "predict_fb_loss", "fit_routed_law", "fit_warnings", "fit_dense_law", "fit_fb_law",
-    "fit_per_expert_slopes", "fit_per_size_slopes", "extrapolation_check", "validate_runs",
+    "fit_per_expert_slopes", "fit_per_size_slopes", "extrapolation_check", "validate_runs", "check_laws",
 ]

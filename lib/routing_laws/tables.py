@@ -1,5 +1,8 @@
-"""A small printable table: HTML in notebooks (``_repr_html_``, styled by the book's CSS class
-``routing-laws-table``), aligned text in ``print``; numbers formatted per column."""
+"""A small printable table and the project's one compact number formatter.
+
+``Table`` renders as HTML in notebooks (``_repr_html_``, styled by the book's CSS class
+``routing-laws-table``) and as aligned text in ``print``, numbers formatted per column; ``si`` writes
+15e6 as '15M' in tables, chart labels and legends alike."""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from routing_laws.errors import ValidationError
 
 
 @dataclass
@@ -27,7 +32,7 @@ class Table:
         fmt = self.formats.get(col)
         if isinstance(v, (float, int, np.floating, np.integer)) and not isinstance(v, bool):
             if isinstance(v, (float, np.floating)) and not math.isfinite(v):
-                return "inf" if v == math.inf else ("-inf" if v == -math.inf else "n/a")
+                return si(v)
             if fmt == "si":
                 return si(float(v))
             return format(v, fmt) if fmt else (f"{v:.4g}" if isinstance(v, (float, np.floating)) else str(v))
@@ -54,10 +59,19 @@ class Table:
 
 
 def si(value: float) -> str:
-    """15e6 -> '15M', 9.37e11 -> '937B' (3 significant digits)."""
-    if not math.isfinite(value):
-        return "inf" if value > 0 else "n/a"
+    """Compact label with an SI suffix, 3 significant digits: 15e6 -> '15M', 9.37e11 -> '937B',
+    1.3e9 -> '1.3B', 999_999 -> '1M', 512 -> '512', -2e3 -> '-2k'. Not finite: inf -> 'inf',
+    -inf -> '-inf', NaN -> 'n/a' (N_cutoff of a law with c <= 0 is inf; a missing value is n/a)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValidationError("value", f"must be a number, got {value!r}", "pass an int or float")
+    value = float(value)
+    if math.isnan(value):
+        return "n/a"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    value = float(f"{value:.3g}")  # round first, so 999_999 is '1M', not '1e+03k'
     for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= div:
-            return f"{value / div:.3g}{suffix}"
+            q = value / div
+            return (f"{q:.3g}" if abs(q) < 1000 else f"{q:.0f}") + suffix
     return f"{value:.3g}"

@@ -1,0 +1,194 @@
+"""Rows and tables of run records, for the scaling-law chapters: the paper's raw runs (main grid per
+router, overview, training curves, per-evaluation-set refits) and our own sweep (``read_sweep``,
+``measured_grid_table``). Rows and tables of the laws themselves are in ``routing_laws.law_tables``.
+
+Pure numpy. Names: N dense non-embedding parameters, E experts, loss validation loss (nats/token);
+K experts per token (top-k), R routing frequency.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from routing_laws import laws, paper
+from routing_laws.config import ROUTER_LABELS
+from routing_laws.errors import ValidationError
+from routing_laws.io_utils import repo_root
+from routing_laws.tables import Table, si
+
+SWEEP_TECHNIQUE = {k: v for k, v in ROUTER_LABELS.items() if k != "dense"}  # sweep router kind -> technique
+ROUTERS = tuple(SWEEP_TECHNIQUE.values())  # ("S-BASE", "RL-R", "HASH")
+
+
+# ----------------------------------------------------------------------------- the paper's raw runs
+def main_grid_tables(runs, loss_column: str = "loss_validation") -> dict:
+    """router -> (N, E, loss) of the paper's main grid (k = 1, R = 0.5, dense runs at E = 1)."""
+    out = {}
+    for r in ROUTERS:
+        g = paper.main_grid(r, runs=runs, loss_column=loss_column)
+        out[r] = (g["N"], g["E"], g["loss"])
+    return out
+
+
+def size_labels(runs) -> dict:
+    """Dense N -> the paper's size label ('15M', ..., '1.3B'), ordered by N."""
+    t = runs.final()
+    pairs = sorted(set(zip(t["dense_parameter_count"].tolist(), t["model_size_label"].tolist())))
+    return {float(n): str(lab) for n, lab in pairs}
+
+
+def runs_overview(runs) -> Table:
+    """Runs per router type and size label (final steps), with how many are main-grid (k = 1, R = 0.5)."""
+    t = runs.final()
+    rows = []
+    for router in sorted(set(t["router_type"].tolist())):
+        m = t["router_type"] == router
+        main = m & (t["k"] == 1) & np.isclose(t["routing_frequency"], 0.5) & np.isclose(t["flop_increase"], 1.0)
+        sizes = sorted(set(t["model_size_label"][m].tolist()), key=lambda s: float(s[:-1]) * (1e3 if s[-1] == "B" else 1))
+        rows.append({"router": router, "runs": int(m.sum()), "main grid": int(main.sum()), "sizes": ", ".join(sizes),
+                     "experts": ", ".join(str(e) for e in sorted(set(t["num_experts"][m].tolist())))})
+    return Table(rows, ["router", "runs", "main grid", "sizes", "experts"])
+
+
+def curve_rows(runs, hyper_ids: Iterable[int], min_step: int = 10_000) -> list[dict]:
+    """{run, tokens, loss} training curves (validation loss) of the given runs from ``min_step`` on."""
+    out = []
+    for h in hyper_ids:
+        t = runs.where(hyper_id=int(h))
+        if not len(t):
+            raise ValidationError("hyper_ids", f"no run with hyper_id {h}", "pick ids from the runs table")
+        name = f"{t['model_size_label'][0]} {t['router_type'][0]} E={int(t['num_experts'][0])}"
+        for s, l in sorted(zip(t["step"].tolist(), t["loss_validation"].tolist())):
+            if s >= min_step and math.isfinite(l):
+                out.append({"run": name, "tokens": float(s) * paper.TOKENS_PER_STEP, "loss": float(l)})
+    return out
+
+
+def pick_runs(runs, router: str, size: str, experts: Iterable[int]) -> list[int]:
+    """hyper_ids of main-grid runs (k = 1, R = 0.5) of ``router`` (CSV spelling) at ``size`` with these E."""
+    t = runs.final()
+    out = []
+    for e in experts:
+        rt = "Dense" if e == 1 else router
+        m = ((t["router_type"] == rt) & (t["model_size_label"] == size) & (t["num_experts"] == e) & (t["k"] == 1)
+             & np.isclose(t["routing_frequency"], 0.5) & np.isclose(t["flop_increase"], 1.0))
+        if m.any():
+            out.append(int(t["hyper_id"][m][0]))
+    return out
+
+
+def eval_set_table(runs, *, title: str = "") -> Table:
+    """Eq. 1 refitted (no bootstrap) on every evaluation set x router: coefficients, RMSE, N_cutoff."""
+    rows = []
+    for col in paper.LOSS_COLUMNS:
+        for r, (N, E, L) in main_grid_tables(runs, col).items():
+            fit = laws.fit_routed_law(N, E, L)
+            rows.append({"evaluation set": col.removeprefix("loss_"), "router": r, "runs": fit.n_points,
+                         **fit.law.as_dict(), "RMSE log10 L": fit.rmse, "N_cutoff": laws.cutoff_params(fit.law)})
+    fmts = {"a": ".4f", "b": ".4f", "c": ".4f", "d": ".3f", "e_start": ".2f", "e_max": ".0f", "RMSE log10 L": ".4f",
+            "N_cutoff": "si"}
+    return Table(rows, ["evaluation set", "router", "runs", *laws.LAW_PARAMS, "RMSE log10 L", "N_cutoff"], fmts, title)
+
+
+# ----------------------------------------------------------------------------- our sweep
+@dataclass(frozen=True)
+class SweepRuns:
+    """Our finished sweep runs per router (dense E = 1 runs join every router); ``message`` explains gaps."""
+
+    path: Path
+    n_finished: int
+    n_failed: int
+    tables: dict  # router -> (N, E, loss) arrays
+    message: str
+    runs: tuple = ()  # every finished top-1, R = 0.5 run: {technique, N, E, loss} (fitted or not)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.tables)
+
+
+def _fit_ready(N: np.ndarray, E: np.ndarray) -> str:
+    if np.unique(N).size < 2:
+        return f"{np.unique(N).size} model size(s) (need >= 2)"
+    if np.unique(E).size < 3:
+        return f"{np.unique(E).size} expert count(s) incl. dense (need >= 3)"
+    if len(set(zip(N.tolist(), E.tolist()))) < 8:
+        return (f"{len(set(zip(N.tolist(), E.tolist())))} distinct (N, E) cells incl. dense "
+                "(need >= 8: 6 parameters + 2 for bootstrap intervals)")
+    return ""
+
+
+def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | None = None) -> SweepRuns:
+    """The first of ``data/runs/<profile>/runs.csv`` with enough finished top-1, R = 0.5 runs to fit Eq. 1
+    with E_hat per router; otherwise an empty result whose message says what is missing and what to run."""
+    base = Path(root) if root is not None else repo_root() / "data" / "runs"
+    notes = []
+    for prof in profiles:
+        path = base / prof / "runs.csv"
+        shown = path.relative_to(repo_root()) if repo_root() in path.parents else path  # data/runs/cpu/runs.csv
+        if not path.is_file():
+            notes.append(f"{shown}: missing")
+            continue
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        fin = [r for r in rows if r.get("status") == "finished" and r.get("loss") not in (None, "")]
+        failed = sum(r.get("status") == "failed" for r in rows)
+        main = [r for r in fin if int(float(r.get("K") or 1)) == 1 and math.isclose(float(r.get("R") or 0.5), 0.5)]
+        dense = [r for r in main if r["technique"] == "dense"]
+        tables, why = {}, []
+        for tech, router in SWEEP_TECHNIQUE.items():
+            sel = dense + [r for r in main if r["technique"] == tech]
+            N = np.array([float(r["N"]) for r in sel])
+            E = np.array([float(r["E"]) for r in sel])
+            L = np.array([float(r["loss"]) for r in sel])
+            gap = _fit_ready(N, E) if sel else "no runs"
+            if gap:
+                why.append(f"{router}: {gap}")
+            else:
+                tables[router] = (N, E, L)
+        if tables:
+            msg = f"{shown}: {len(fin)} finished, {failed} failed runs" + (f"; not fitted: {'; '.join(why)}" if why else "")
+            runs = tuple({"technique": ROUTER_LABELS.get(r["technique"], r["technique"]), "N": float(r["N"]),
+                          "E": int(float(r["E"])), "loss": float(r["loss"])} for r in main)
+            return SweepRuns(path, len(fin), failed, tables, msg, runs)
+        notes.append(f"{shown}: {len(fin)} finished, {failed} failed runs, not enough to fit ({'; '.join(why)})")
+    return SweepRuns(base, 0, 0, {}, "no sweep with enough runs: " + " | ".join(notes)
+                     + ". Run `make sweep PROFILE=cpu` (33 runs of 8.4M tokens: about 9 h on an idle 2-core CPU, resumable), then rebuild the book.")
+
+
+def measured_grid_table(runs: Iterable[Mapping], title: str = "") -> Table:
+    """Measured losses side by side: a row per (N, E > 1) with dense at that N and each router's loss,
+    the best router among those measured and its gain over dense (nats). Empty cells are runs not (yet) done."""
+    cells: dict = {}
+    for i, r in enumerate(runs):
+        try:
+            tech, N, E, loss = str(r["technique"]), float(r["N"]), int(r["E"]), float(r["loss"])
+        except (KeyError, TypeError, ValueError):
+            raise ValidationError(f"runs[{i}]", f"needs technique, N, E and a numeric loss, got {dict(r)!r}",
+                                  "pass SweepRuns.runs from read_sweep") from None
+        if not (N > 0 and E >= 1 and math.isfinite(loss)):
+            raise ValidationError(f"runs[{i}]", f"N > 0, E >= 1 and a finite loss required, got N={N}, E={E}, loss={loss}")
+        cells[(N, E, "dense" if E == 1 else tech)] = loss
+    if not cells:
+        raise ValidationError("runs", "no runs to tabulate", "pass SweepRuns.runs of a sweep with finished runs")
+    Ns = sorted({n for n, _, _ in cells})
+    Es = sorted({e for _, e, _ in cells if e > 1})
+    rows = []
+    for n in Ns:
+        dense = cells.get((n, 1, "dense"))
+        for e in Es:
+            got = {t: cells[(n, e, t)] for t in ROUTERS if (n, e, t) in cells}
+            if not got:
+                continue
+            best = min(got, key=got.get)
+            rows.append({"N": si(n), "E": e, "dense": dense, **got,
+                         "best": best + ("" if len(got) == len(ROUTERS) else f" (of {len(got)})"),
+                         "gain over dense": None if dense is None else dense - got[best]})
+    fmt = {c: ".4f" for c in ("dense", *ROUTERS, "gain over dense")}
+    return Table(rows, ["N", "E", "dense", *ROUTERS, "best", "gain over dense"], fmt, title)
