@@ -1,4 +1,4 @@
-"""Tests for routing_laws.corpus: sectioning, dedup, the stratified split, robust assembly. No network."""
+"""Tests for routing_laws.corpus and corpus_text: sectioning, dedup, the stratified split, robust assembly. No network."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 
 from routing_laws import corpus as C
 from routing_laws import corpus_sources as S
+from routing_laws import corpus_text as T
+from routing_laws.cli import main
 from routing_laws.errors import RoutingLawsError, ValidationError
 
 WORDS = "whale ship sea captain harpoon deck mast sail wind storm island harbor rope crew night star".split()
@@ -22,30 +24,30 @@ def _prose(rng: random.Random, n_words: int, para: int = 60) -> str:
     return "\n\n".join(paras)
 
 
-def _synthetic(seed: int = 0) -> list[C.Doc]:
+def _synthetic(seed: int = 0) -> list[T.Doc]:
     """Three sources of very different shapes: many short docs, a few long books, one huge dictionary."""
     rng = random.Random(seed)
-    docs = [C.Doc("mail", f"m{i}", _prose(rng, rng.randint(50, 400))) for i in range(300)]
-    docs += [C.Doc("books", f"b{i}", _prose(rng, rng.randint(20_000, 60_000))) for i in range(6)]
-    docs += [C.Doc("dict", "all", _prose(rng, 150_000, para=12))]
+    docs = [T.Doc("mail", f"m{i}", _prose(rng, rng.randint(50, 400))) for i in range(300)]
+    docs += [T.Doc("books", f"b{i}", _prose(rng, rng.randint(20_000, 60_000))) for i in range(6)]
+    docs += [T.Doc("dict", "all", _prose(rng, 150_000, para=12))]
     return docs
 
 
 def test_split_sections_reassembles_and_respects_bounds():
     rng = random.Random(1)
     text = _prose(rng, 30_000)
-    parts = C.split_sections(text, 5_000)
+    parts = T.split_sections(text, 5_000)
     assert len(parts) > 10
     # the pieces are the text, cut only at paragraph breaks
     assert "\n\n".join(parts) == text
     assert all(len(p) <= 7_500 + 500 for p in parts)
     assert all(len(p) >= 2_000 for p in parts[:-1])
-    assert C.split_sections("short", 5_000) == ["short"]
+    assert T.split_sections("short", 5_000) == ["short"]
 
 
 def test_split_sections_without_paragraphs_falls_back_to_sentences():
     text = " ".join(f"Sentence number {i} is here." for i in range(3_000))
-    parts = C.split_sections(text, 4_000)
+    parts = T.split_sections(text, 4_000)
     assert len(parts) > 5 and " ".join(parts) == text
     assert all(p.endswith(".") for p in parts)
 
@@ -53,7 +55,7 @@ def test_split_sections_without_paragraphs_falls_back_to_sentences():
 def test_split_keeps_units_apart_and_source_mix():
     docs = _synthetic()
     frac = 0.02
-    train, val = C.split_train_val(docs, val_frac=frac, section_chars=20_000)
+    train, val = T.split_train_val(docs, val_frac=frac, section_chars=20_000)
     tkeys = {(d.source, d.id) for d in train}
     vkeys = {(d.source, d.id) for d in val}
     assert not tkeys & vkeys
@@ -76,16 +78,16 @@ def test_split_keeps_units_apart_and_source_mix():
 
 def test_split_is_deterministic_and_seeded():
     docs = _synthetic(3)
-    a = C.split_train_val(docs, 0.02)
-    b = C.split_train_val(list(reversed(docs)), 0.02)
+    a = T.split_train_val(docs, 0.02)
+    b = T.split_train_val(list(reversed(docs)), 0.02)
     assert sorted(u.id for u in a[1]) == sorted(u.id for u in b[1])
-    c = C.split_train_val(docs, 0.02, seed="other")
+    c = T.split_train_val(docs, 0.02, seed="other")
     assert sorted(u.id for u in a[1]) != sorted(u.id for u in c[1])
 
 
 def test_split_rejects_bad_fraction():
     with pytest.raises(ValidationError, match="val_frac"):
-        C.split_train_val(_synthetic()[:5], val_frac=0.0)
+        T.split_train_val(_synthetic()[:5], val_frac=0.0)
 
 
 def test_dedup_drops_excerpts_exact_copies_and_known_duplicates():
@@ -94,10 +96,10 @@ def test_dedup_drops_excerpts_exact_copies_and_known_duplicates():
     other = _prose(random.Random(8), 15_000)
     excerpt = book[len(book) // 3: 2 * len(book) // 3]
     rewrapped = re.sub(r"\s+", " ", excerpt).upper()  # flattened newlines and changed case: still a duplicate
-    docs = [C.Doc("a", "excerpt", rewrapped), C.Doc("b", "book", book), C.Doc("b", "other", other),
-            C.Doc("c", "copy", "  " + other.replace("\n\n", "\n") + "  "),
-            C.Doc("d", "folio-hamlet", "Tragedie " + other[:1000]), C.Doc("e", "hamlet", "x")]
-    kept, dropped = C.dedup(docs, book_sources={"a", "b"}, known={("d", "folio-hamlet"): ("e", "hamlet")})
+    docs = [T.Doc("a", "excerpt", rewrapped), T.Doc("b", "book", book), T.Doc("b", "other", other),
+            T.Doc("c", "copy", "  " + other.replace("\n\n", "\n") + "  "),
+            T.Doc("d", "folio-hamlet", "Tragedie " + other[:1000]), T.Doc("e", "hamlet", "x")]
+    kept, dropped = T.dedup(docs, book_sources={"a", "b"}, known={("d", "folio-hamlet"): ("e", "hamlet")})
     kept_ids = {d.id for d in kept}
     assert kept_ids == {"book", "other", "hamlet"}
     reasons = {d["id"]: d["reason"] for d in dropped}
@@ -105,7 +107,7 @@ def test_dedup_drops_excerpts_exact_copies_and_known_duplicates():
     assert reasons["copy"] == "exact duplicate"
     assert "same work as e/hamlet" == reasons["folio-hamlet"]
     # a known duplicate whose kept copy is absent stays
-    kept2, _ = C.dedup(docs[:5], known={("d", "folio-hamlet"): ("e", "hamlet")})
+    kept2, _ = T.dedup(docs[:5], known={("d", "folio-hamlet"): ("e", "hamlet")})
     assert "folio-hamlet" in {d.id for d in kept2}
 
 
@@ -114,7 +116,7 @@ def test_shingle_containment_matches_reference():
     rng = random.Random(11)
     a = _prose(rng, 8_000).split()
     b = a[:4_000] + _prose(rng, 4_000).split()
-    sa, sb = C._shingles(" ".join(a)), C._shingles(" ".join(b))
+    sa, sb = T.shingles(" ".join(a)), T.shingles(" ".join(b))
     grams = lambda w: {tuple(w[i:i + 8]) for i in range(len(w) - 7)}
     exact = len(grams(b) & grams(a)) / len(grams(b))
     assert abs(len(sb & sa) / len(sb) - exact) < 0.08
@@ -133,9 +135,9 @@ def test_brown_detokeniser():
 
 
 def test_jsonl_roundtrip_is_atomic(tmp_path):
-    docs = [C.Doc("s", "1", "héllo\nworld"), C.Doc("t", "2", "x")]
-    sha, chars = C.write_jsonl(tmp_path / "a.jsonl", docs)
-    assert C.read_jsonl(tmp_path / "a.jsonl") == docs and chars == 12 and len(sha) == 64
+    docs = [T.Doc("s", "1", "héllo\nworld"), T.Doc("t", "2", "x")]
+    sha, chars = T.write_jsonl(tmp_path / "a.jsonl", docs)
+    assert T.read_jsonl(tmp_path / "a.jsonl") == docs and chars == 12 and len(sha) == 64
     assert [p.name for p in tmp_path.iterdir()] == ["a.jsonl"]  # no temp file left behind
 
 
@@ -175,8 +177,8 @@ def test_assemble_records_failures_and_goes_on(monkeypatch, tmp_path):
     assert m["sources"]["good"]["val_units"] >= 1 and m["sources"]["good"]["train_units"] >= 1
     on_disk = json.loads((tmp_path / "out" / "MANIFEST").read_text())
     assert on_disk["totals"] == m["totals"]
-    train = C.read_jsonl(tmp_path / "out" / "assembled" / "train.jsonl")
-    val = C.read_jsonl(tmp_path / "out" / "assembled" / "val.jsonl")
+    train = T.read_jsonl(tmp_path / "out" / "assembled" / "train.jsonl")
+    val = T.read_jsonl(tmp_path / "out" / "assembled" / "val.jsonl")
     assert sum(len(d.text) for d in train) == m["totals"]["train_chars"]
     assert {d.source for d in train + val} == {"good"}
     assert len(C.manifest_hash(tmp_path / "out" / "MANIFEST")) == 64
@@ -209,8 +211,6 @@ def test_committed_manifest_and_sample_are_consistent():
 
 
 def test_cli_corpus_reports_missing_assembly_in_one_line(tmp_path, capsys):
-    from routing_laws.cli import main
-
     rc = main(["corpus", "--out", str(tmp_path), "--skip-assembly", "--train-tokenizer"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "--skip-assembly" in err and "Traceback" not in err
@@ -219,8 +219,6 @@ def test_cli_corpus_reports_missing_assembly_in_one_line(tmp_path, capsys):
 
 
 def test_cli_corpus_runs_end_to_end_on_fake_sources(monkeypatch, tmp_path, capsys):
-    from routing_laws.cli import main
-
     _fake_sources(monkeypatch, tmp_path, fail={"bad"})
     rc = main(["corpus", "--out", str(tmp_path / "out"), "--workdir", str(tmp_path / "w"), "--val-frac", "0.1",
                "--train-tokenizer", "--vocab-size", "300", "--tokenizer-out", str(tmp_path / "tok")])

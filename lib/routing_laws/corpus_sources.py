@@ -14,6 +14,13 @@ import re
 from pathlib import Path
 from typing import Iterator
 
+try:  # optional dependency (pyproject extra "corpus"): only the SWORD Bible and commentaries need it
+    from pysword.bible import SwordBible
+except ImportError:  # pragma: no cover - the corpus extra is not installed
+    SwordBible = None
+
+from routing_laws.errors import RoutingLawsError
+
 Docs = Iterator[tuple[str, str]]
 
 _CTRL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -156,8 +163,9 @@ def wordnet(root: Path) -> Docs:
 
 
 def _sword_module(root: Path):
-    from pysword.bible import SwordBible  # optional dependency (pyproject extra "corpus")
-
+    if SwordBible is None:
+        raise RoutingLawsError("pysword is not installed: the SWORD sources need the corpus extra "
+                               "(pip install -e '.[corpus]'); the other sources build without it")
     conf = _only(root, "usr/share/sword/mods.d/*.conf")
     kv = dict(l.split("=", 1) for l in conf.read_text(encoding="utf-8", errors="replace").splitlines() if "=" in l)
     path = root / "usr/share/sword" / kv["DataPath"].strip().lstrip("./")

@@ -1,9 +1,9 @@
 """Text stage of the corpus pipeline: documents, near-duplicate removal, sectioning and the stratified
-train/validation split, JSON-lines I/O (pure Python; ``routing_laws.corpus`` runs the whole pipeline
-and re-exports these names).
+train/validation split, JSON-lines I/O (pure Python). ``routing_laws.corpus`` downloads and extracts
+the sources and hands the documents here; ``routing_laws.data`` reads the split and the JSON lines.
 
 Why the split is stratified: validation cut from a few contiguous pieces sat 0.5-0.7 nats above the
-training loss on this corpus; units drawn from every source track training closely (issue 2).
+training loss on this corpus; units drawn from every source track training closely.
 Glossary: document = one natural text; unit = a document, or one section of a long document (the thing
 the split assigns).
 """
@@ -61,7 +61,7 @@ def split_sections(text: str, target: int) -> list[str]:
     return [s.strip() for s in out if s.strip()]
 
 
-def _shingles(text: str, k: int = 8, keep_mod: int = 8) -> set[int]:
+def shingles(text: str, k: int = 8, keep_mod: int = 8) -> set[int]:
     """A deterministic sample (1/keep_mod) of hashed, lower-cased k-word shingles: editions of one book share most."""
     words = re.findall(r"[a-z]+", text.lower())
     out = set()
@@ -98,7 +98,7 @@ def dedup(docs: list[Doc], book_sources: Iterable[str] = (), threshold: float = 
     owner: dict[int, str] = {}
     drop_books: set[int] = set()
     for i in books:
-        sh = _shingles(docs[i].text)
+        sh = shingles(docs[i].text)
         hits = [owner[h] for h in sh if h in owner]
         if sh and len(hits) / len(sh) >= threshold:
             best = max(set(hits), key=hits.count)
