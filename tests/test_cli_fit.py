@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -15,6 +16,9 @@ from routing_laws.errors import RoutingLawsError
 
 LAW = laws.RoutedLaw(-0.084, -0.126, 0.0108, 1.126, 2.4, 275.0)
 SIZES = [16.5e6, 27.3e6, 57.4e6, 132e6, 368e6, 1309e6]
+CLARK_HEADER = ("hyper_id,step,loss_c4,loss_curation_corpus,loss_lambada,loss_pile,loss_validation,loss_wikitext103,"
+                "num_experts,d_model,num_blocks,num_heads,kqv_size,flop_increase,k,router_type,seed,routing_frequency,"
+                "total_parameter_count,dense_parameter_count,flops_per_step,model_size_label")
 
 
 def write_runs(path, routers=("sbase", "hash"), sigma=0.002, seed=0, header=("router", "N", "E", "loss")):
@@ -124,3 +128,108 @@ def test_fit_clark_prints_table3_beside_the_refit(capsys):
     assert "S-BASE: 59 points from 61 runs" in text and "RL-R: 60 points from 62 runs" in text
     assert "Table 3" in text and "un-rounded 0.009021" in text and "(paper 9.37e+11)" in text
     assert "HASH" not in text
+
+
+# ----------------------------------------------------------------------------- bad input: exit 2, one line
+def _one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    cap = capsys.readouterr()
+    err = cap.err.strip()
+    assert "\n" not in err and "Traceback" not in err and err.startswith("routing-laws fit: error: ")
+    assert "fitted" not in cap.out  # nothing was fitted
+    return err
+
+
+def _edit(path, fn):
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(fn(lines)) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("make, phrase", [
+    (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00IHDR\x00"), "is a binary file"),
+    (lambda p: p.write_bytes("router,N,E,loss\ncaf\u00e9,1e7,1,3.0\n".encode("latin-1")), "not UTF-8"),
+    (lambda p: p.write_text(""), "is empty"),
+    (lambda p: p.write_text("router,N,E,loss\n"), "has a header but no rows"),
+    (lambda p: p.write_text("router,N,E,loss\n\n\n"), "has a header but no rows"),
+    (lambda p: _edit(write_runs(p), lambda l: l[:3] + [l[3] + ",9"] + l[4:]), "line 4 has 5 fields, the header has 4"),
+    (lambda p: _edit(write_runs(p), lambda l: l[:2] + ["hash,1e7,4"] + l[2:]), "line 3 has 3 fields"),
+    (lambda p: p.write_text("router,N,N,loss\nhash,1,2,3\n"), "repeats the column(s) N"),
+    (lambda p: _edit(write_runs(p), lambda l: l + [l[5]]), "are the same run"),
+    (lambda p: _edit(write_runs(p), lambda l: l[:2] + [l[2].rsplit(",", 1)[0] + ",-2.5"] + l[3:]),
+     "line 3: loss must be > 0"),
+    (lambda p: _edit(write_runs(p), lambda l: l[:2] + [l[2].rsplit(",", 1)[0] + ",inf"] + l[3:]), "line 3: 'inf' is not finite"),
+    (lambda p: _edit(write_runs(p), lambda l: l[:2] + [l[2].rsplit(",", 1)[0] + ",abc"] + l[3:]),
+     "line 3: not a number: 'abc'"),
+    (lambda p: _edit(write_runs(p), lambda l: l[:2] + ["hash,1e7,0.5,3.1"] + l[2:]), "line 3: E must be >= 1"),
+    (lambda p: _edit(write_runs(p), lambda l: l[:2] + ["hash,-7,4,3.1"] + l[2:]), "line 3: N must be > 0"),
+])
+def test_malformed_fit_csvs_are_one_line_errors(tmp_path, capsys, make, phrase):
+    p = tmp_path / "runs.csv"
+    make(p)
+    err = _one_line_error(capsys, ["fit", str(p), "--bootstrap", "0"])
+    assert phrase in err and "(" in err  # the problem and, in brackets, the fix
+
+
+def test_a_byte_order_mark_is_read_and_a_folder_is_named_as_one(tmp_path, capsys):
+    p = write_runs(tmp_path / "runs.csv")
+    p.write_bytes(b"\xef\xbb\xbf" + p.read_bytes())  # what spreadsheets write
+    assert main(["fit", str(p), "--bootstrap", "0"]) == 0
+    assert "sbase:" in capsys.readouterr().out
+    err = _one_line_error(capsys, ["fit", str(tmp_path)])
+    assert "is a directory" in err and "does not exist" not in err
+
+
+def test_repeat_seeds_are_separate_runs_but_a_copied_line_is_refused(tmp_path, capsys):
+    p = write_runs(tmp_path / "runs.csv")
+    # the same (router, N, E) with another loss is a second seed: kept
+    _edit(p, lambda l: l + [",".join(l[10].split(",")[:3] + [str(float(l[10].split(",")[3]) * 1.001)])])
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(p), "--bootstrap", "0", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["results"]["sbase"]["n_points"] == 6 + 54 + 1
+    capsys.readouterr()
+    _edit(p, lambda l: l + [l[10]])
+    assert "lines 11 and 117 are the same run" in _one_line_error(capsys, ["fit", str(p), "--bootstrap", "0"])
+
+
+@pytest.mark.parametrize("target, phrase", [
+    (lambda d: d, "is a directory"),
+    (lambda d: d / "no" / "such" / "fit.json", "does not exist"),
+    (lambda d: (d / "file.txt", (d / "file.txt").write_text("x"))[0] / "fit.json", "is a file, not a folder"),
+])
+def test_the_json_target_is_checked_before_any_fitting(tmp_path, capsys, target, phrase):
+    src = write_runs(tmp_path / "runs.csv")
+    err = _one_line_error(capsys, ["fit", str(src), "--bootstrap", "0", "--json", str(target(tmp_path))])
+    assert "--json" in err and phrase in err
+
+
+def test_an_unwritable_json_target_is_refused_before_fitting(tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root can write into read-only folders")
+    src = write_runs(tmp_path / "runs.csv")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    assert "not writable" in _one_line_error(capsys, ["fit", str(src), "--json", str(ro / "fit.json")])
+
+
+def test_huge_bootstrap_is_refused(tmp_path, capsys):
+    src = write_runs(tmp_path / "runs.csv")
+    assert "--bootstrap" in _one_line_error(capsys, ["fit", str(src), "--bootstrap", str(10 ** 9)])
+
+
+def test_a_clark_format_file_that_is_not_the_published_one_is_fitted_with_a_warning(tmp_path, capsys):
+    rows = []
+    hid = 0
+    for size, n in (("15M", 15e6), ("130M", 130e6), ("370M", 370e6)):
+        for router, E in (("Dense", 1), ("S-Base", 4), ("S-Base", 16), ("S-Base", 64), ("S-Base", 256)):
+            loss = laws.predict_loss(n, E, LAW)
+            rows.append(f"{hid},249000,{loss},{loss},{loss},{loss},{loss},{loss},{E},512,8,8,64,1.0,1,{router},1,0.5,"
+                        f"{n * E},{n},1e14,{size}")
+            hid += 1
+    p = tmp_path / "clark_copy.csv"
+    p.write_text(CLARK_HEADER + "\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "fit.json"
+    assert main(["fit", str(p), "--technique", "S-BASE", "--bootstrap", "0", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("warning: ") and "not the published runs file's" in text and "Table 3" in text
+    assert json.loads(out.read_text())["published_runs_file"] is False

@@ -353,12 +353,20 @@ def _flag(name: str, value) -> bool:
     return bool(value)
 
 
+MAX_BOOTSTRAP = 100_000
+"""Most bootstrap resamples one fit takes: the solver holds every resample's Jacobian at once (about
+n x 6 x 8 bytes each), and 1000 already gives 95% intervals to about a percent."""
+
+
 def _bootstrap(bootstrap, seed) -> tuple[int, int]:
     for name, v in (("bootstrap", bootstrap), ("seed", seed)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValidationError(name, f"must be an integer >= 0, got {v!r}",
                                   "bootstrap: 0 for no intervals, ~1000 for 95% intervals" if name == "bootstrap"
                                   else "any non-negative integer")
+    if bootstrap > MAX_BOOTSTRAP:
+        raise ValidationError("bootstrap", f"must be <= {MAX_BOOTSTRAP:,}, got {bootstrap:,}",
+                              "about 1000 resamples give 95% intervals")
     return int(bootstrap), int(seed)
 
 
@@ -577,4 +585,5 @@ __all__ = [
     "LAW_PARAMS", "saturating_experts", "predict_loss", "dense_slope", "effective_params", "cutoff_params",
     "iso_loss_curve", "predict_fb_loss", "fit_routed_law", "fit_warnings", "fit_dense_law", "fit_fb_law",
     "fit_per_expert_slopes", "fit_per_size_slopes", "extrapolation_check", "validate_runs", "check_laws",
+    "MAX_BOOTSTRAP",
 ]

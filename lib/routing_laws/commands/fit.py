@@ -5,14 +5,20 @@ extrapolation error; beside the paper's Table 3 when the table is the paper's (`
 A plain CSV needs one row per run with columns for N (``N``, ``dense_parameter_count``, ...), E
 (``E``, ``num_experts``, ...) and the loss (``--loss-column``, default ``loss`` or
 ``loss_validation``); an optional ``technique``/``router`` column splits the fits, dense rows
-(router ``dense`` or E = 1 without a router) joining every technique at E = 1.
+(router ``dense`` or E = 1 without a router) joining every technique at E = 1. A run listed twice
+(same technique, N, E and loss) is refused, not merged: counted twice it would narrow the intervals
+(see ``load_tables`` for every check). ``--json``'s target is checked before any fitting. A Clark-format
+file whose sha256 is not the published one is fitted with a warning line saying so.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -54,15 +60,94 @@ def _pick(header: list[str], aliases, what: str, given: str | None = None) -> st
     raise ValidationError(what, f"the CSV has no {what} column", "name one of: " + ", ".join(aliases))
 
 
-def _is_clark(path: Path) -> bool:
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), [])
+def _read_csv(path: str) -> tuple[list[str], list[tuple[int, dict]]]:
+    """Header and ``(line number, row)`` pairs of a CSV of runs, or a ValidationError naming PATH and the
+    fix: a folder, a missing or unreadable file, a binary or non-UTF-8 file, a header without rows, ragged
+    rows. A UTF-8 byte-order mark is dropped (spreadsheets write one); blank lines are skipped."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValidationError("PATH", f"{path} is a directory", "pass the CSV file itself (e.g. data/runs/cpu/runs.csv)")
+    if not p.is_file():
+        raise ValidationError("PATH", f"{path} does not exist", "pass a CSV of runs, or 'clark'")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ValidationError("PATH", f"cannot read {path}: {e.strerror or e}", "check the file's permissions") from None
+    if b"\x00" in data:
+        raise ValidationError("PATH", f"{path} is a binary file, not a CSV", "pass a comma-separated text file of runs")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValidationError("PATH", f"{path} is not UTF-8 text (byte {e.start})", "save the CSV as UTF-8") from None
+    try:
+        rows = [(i + 1, r) for i, r in enumerate(csv.reader(io.StringIO(text))) if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise ValidationError("PATH", f"{path} is not a readable CSV ({e})", "pass a comma-separated text file") from None
+    if not rows:
+        raise ValidationError("PATH", f"{path} is empty", "pass a CSV with a header and one row per run")
+    header = [h.strip() for h in rows[0][1]]
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ValidationError("PATH", f"{path} repeats the column(s) {', '.join(dup)} in its header",
+                              "give every column a distinct name")
+    if len(rows) == 1:
+        raise ValidationError("PATH", f"{path} has a header but no rows", "add one row per run under the header")
+    out = []
+    for line, r in rows[1:]:
+        if len(r) != len(header):
+            raise ValidationError("PATH", f"{path} line {line} has {len(r)} fields, the header has {len(header)}",
+                                  "fix that line (a missing or extra comma?)")
+        out.append((line, {h: v.strip() for h, v in zip(header, r)}))
+    return header, out
+
+
+def _values(rows: list[tuple[int, dict]], col: str, what: str) -> np.ndarray:
+    """Column ``col`` as floats, checked per line: finite, and N > 0, E >= 1, loss > 0."""
+    out = []
+    for line, r in rows:
+        v = r[col]
+        try:
+            x = float(v)
+        except ValueError:
+            raise ValidationError(col, f"line {line}: not a number: {v!r}", "fix or drop that row") from None
+        if not math.isfinite(x):
+            raise ValidationError(col, f"line {line}: {v!r} is not finite",
+                                  "drop runs that diverged or have no loss (sweep summaries: status != finished)")
+        if (what == "E" and x < 1) or (what != "E" and x <= 0):
+            raise ValidationError(col, f"line {line}: {what} must be {'>= 1' if what == 'E' else '> 0'}, got {v!r}",
+                                  {"N": "N is the dense parameter count, not its log",
+                                   "E": "expert counts are >= 1; a dense model is E = 1",
+                                   "loss": "losses are positive cross-entropies in nats, not log L"}[what])
+        out.append(x)
+    return np.array(out)
+
+
+def _refuse_duplicates(path: str, lines: list[int], keys: list[tuple]) -> None:
+    """A run listed twice would count twice and narrow the bootstrap intervals: refuse it, naming the lines."""
+    first: dict[tuple, int] = {}
+    for line, key in zip(lines, keys):
+        if key in first:
+            raise ValidationError("PATH", f"{path} lines {first[key]} and {line} are the same run "
+                                  f"(technique, N, E and loss all equal)",
+                                  "delete the repeated line: a run counted twice narrows the intervals")
+        first[key] = line
+
+
+def _clark_header(header: list[str]) -> bool:
     return "hyper_id" in header and "router_type" in header
 
 
 def load_tables(path: str, loss_column: str | None) -> tuple[dict, bool]:
-    """technique -> (N, E, loss, n_runs); and whether these are the paper's runs."""
-    if path == "clark" or (Path(path).is_file() and _is_clark(Path(path))):
+    """technique -> (N, E, loss, n_runs); and whether these are the paper's runs.
+
+    Refused, with the field and the fix: a folder, a binary, non-UTF-8, empty or header-only file, ragged
+    rows, non-numeric, non-finite or out-of-range N, E or loss, and the same run listed twice (rows equal
+    in technique, N, E and loss). Rows sharing (technique, N, E) with different losses are kept as
+    separate runs (repeat seeds).
+    """
+    if path != "clark":
+        header, rows = _read_csv(path)
+    if path == "clark" or _clark_header(header):
         runs = paper.load_runs(None if path == "clark" else path)
         col = loss_column or "loss_validation"
         out = {}
@@ -70,35 +155,21 @@ def load_tables(path: str, loss_column: str | None) -> tuple[dict, bool]:
             g = paper.main_grid(t, runs=runs, loss_column=col)
             out[t] = (g["N"], g["E"], g["loss"], int(g["n_runs"].sum()))
         return out, True
-    p = Path(path)
-    if not p.is_file():
-        raise ValidationError("PATH", f"{path} does not exist", "pass a CSV of runs, or 'clark'")
-    with open(p, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValidationError("PATH", f"{path} has no rows", "pass a CSV with a header and one row per run")
-    header = list(rows[0])
     if "status" in header:  # sweep summaries: failed runs have no loss
-        rows = [r for r in rows if r["status"].strip() == "finished"]
+        rows = [(i, r) for i, r in rows if r["status"] == "finished"]
     if "K" in header and "R" in header:  # sweep summaries: Eq. 1 is fitted on the main grid (top-1, R = 0.5)
-        rows = [r for r in rows if r["K"].strip() in ("", "1") and r["R"].strip() in ("", "0.5")]
+        rows = [(i, r) for i, r in rows if r["K"] in ("", "1") and r["R"] in ("", "0.5")]
     if not rows:
         raise ValidationError("PATH", f"{path} has no finished main-grid runs (K=1, R=0.5)",
                               "run a sweep first: make sweep PROFILE=cpu")
     cn, ce = _pick(header, N_ALIASES, "N"), _pick(header, E_ALIASES, "E")
     cl = _pick(header, LOSS_ALIASES, "loss", loss_column)
     ct = next((a for a in TECH_ALIASES if a in header), None)
-
-    def num(r, c):
-        try:
-            return float(r[c])
-        except ValueError:
-            raise ValidationError(c, f"not a number: {r[c]!r}", "fix or drop that row") from None
-
-    N, E, L = (np.array([num(r, c) for r in rows]) for c in (cn, ce, cl))
+    N, E, L = _values(rows, cn, "N"), _values(rows, ce, "E"), _values(rows, cl, "loss")
+    tech = np.array([r[ct] if ct else "" for _, r in rows])
+    _refuse_duplicates(path, [i for i, _ in rows], list(zip(tech.tolist(), N.tolist(), E.tolist(), L.tolist())))
     if ct is None:
         return {"all": (N, E, L, len(rows))}, False
-    tech = np.array([r[ct].strip() for r in rows])
     dense = np.char.lower(tech) == "dense"
     out = {}
     for t in sorted(set(tech[~dense].tolist())):
@@ -107,6 +178,20 @@ def load_tables(path: str, loss_column: str | None) -> tuple[dict, bool]:
     if not out:
         raise ValidationError(ct, "only dense runs: nothing routed to fit", "add runs with E > 1")
     return out, False
+
+
+def check_json_out(path: str) -> Path:
+    """``--json``'s target, checked before any fitting: not a folder, under an existing folder, writable."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValidationError("--json", f"{path} is a directory", "name a file, e.g. fit.json")
+    parent = p.parent
+    if not parent.is_dir():
+        raise ValidationError("--json", f"the folder {parent} does not exist" if not parent.exists()
+                              else f"{parent} is a file, not a folder", "create the folder or choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ValidationError("--json", f"{path} is not writable", "fix its permissions or choose another path")
+    return p
 
 
 def _select(tables: dict, wanted, is_clark: bool) -> dict:
@@ -139,9 +224,15 @@ def _g(x: float) -> str:
 
 
 def run(args) -> int:
-    boot = check_int("--bootstrap", args.bootstrap, min_value=0)
+    boot = check_int("--bootstrap", args.bootstrap, min_value=0, max_value=laws.MAX_BOOTSTRAP)
     seed = check_int("--seed", args.seed, min_value=0)
-    tables, is_clark = load_tables(args.path, args.loss_column)
+    json_out = check_json_out(args.json) if args.json else None  # before any reading or fitting
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", paper.RunsChecksumWarning)
+        tables, is_clark = load_tables(args.path, args.loss_column)
+    checksum = [str(w.message) for w in caught if issubclass(w.category, paper.RunsChecksumWarning)]
+    for msg in checksum:  # one plain line, not Python's two-line warning format
+        print(f"warning: {msg}; the comparison with Table 3 below is not a check of the paper")
     tables = _select(tables, args.technique, is_clark)
     t3 = paper.table3() if is_clark else {}
     c_un = paper.derived_c() if is_clark else {}
@@ -193,6 +284,9 @@ def run(args) -> int:
                               "add runs (make sweep PROFILE=cpu), or pass --bootstrap 0 where only intervals fail")
     print(f"fitted {len(results)} technique(s) in {time.perf_counter() - t0:.1f} s"
           + (f"; not fitted: {', '.join(skipped)}" if skipped else ""))
-    if args.json:
-        atomic_write_json(args.json, {"source": args.path, "results": results, "not_fitted": skipped})
+    if json_out is not None:
+        doc = {"source": args.path, "results": results, "not_fitted": skipped}
+        if is_clark:
+            doc["published_runs_file"] = not checksum  # sha256 equal to paper.RUNS_SHA256
+        atomic_write_json(json_out, doc)
     return 0
