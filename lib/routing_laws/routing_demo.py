@@ -1,4 +1,6 @@
-"""The routers run on a real batch, for the book's 'Routing networks' and 'Performance' chapters.
+"""The routers run on a real batch: the computations behind chapter 1 ('Routing networks') and the
+benchmark rows of chapter 7 ('Performance'). Nothing else in the package uses this module; it lives in
+the library, not in the notebooks, so the chapters hold no logic and every function here is tested.
 
 Shape glossary: B batch, T sequence, N = B * T tokens routed together, D d_model, E experts,
 I Sinkhorn sweeps (iteration 0 = before any sweep), V vocabulary.
