@@ -26,7 +26,6 @@ import numpy as np
 
 from routing_laws import fitting
 from routing_laws.errors import ValidationError
-from routing_laws.fitting import HUBER_DELTA
 
 LAW_PARAMS = ("a", "b", "c", "d", "e_start", "e_max")
 
@@ -225,7 +224,7 @@ class FitResult:
     samples: dict = field(default_factory=dict, repr=False)
     n_unconverged: int = 0
     saturating: bool = True
-    huber_delta: float = HUBER_DELTA
+    huber_delta: float = fitting.HUBER_DELTA
     warnings: tuple = ()
 
     @property
