@@ -217,7 +217,7 @@ class RunsChecksumWarning(UserWarning):
 
 def _bad_csv(field: str, where: str, problem: str) -> ValidationError:
     return ValidationError(field, f"{where} {problem}",
-                           f"pass the unmodified clark2022_moe_runs.csv (sha256 {RUNS_SHA256[:12]}...; {RUNS_URL})")
+                           f"pass the unmodified clark2022_moe_runs.csv, sha256 {RUNS_SHA256[:12]}..., from {RUNS_URL}")
 
 
 def _parse_runs(data: bytes, where: str, field: str = "path") -> RunTable:

@@ -66,7 +66,7 @@ def _read_csv(path: str) -> tuple[list[str], list[tuple[int, dict]]]:
     rows. A UTF-8 byte-order mark is dropped (spreadsheets write one); blank lines are skipped."""
     p = Path(path)
     if p.is_dir():
-        raise ValidationError("PATH", f"{path} is a directory", "pass the CSV file itself (e.g. data/runs/cpu/runs.csv)")
+        raise ValidationError("PATH", f"{path} is a directory", "pass the CSV file itself, e.g. data/runs/cpu/runs.csv")
     if not p.is_file():
         raise ValidationError("PATH", f"{path} does not exist", "pass a CSV of runs, or 'clark'")
     try:
@@ -96,7 +96,7 @@ def _read_csv(path: str) -> tuple[list[str], list[tuple[int, dict]]]:
     for line, r in rows[1:]:
         if len(r) != len(header):
             raise ValidationError("PATH", f"{path} line {line} has {len(r)} fields, the header has {len(header)}",
-                                  "fix that line (a missing or extra comma?)")
+                                  "fix that line: a missing or extra comma?")
         out.append((line, {h: v.strip() for h, v in zip(header, r)}))
     return header, out
 
@@ -112,7 +112,7 @@ def _values(rows: list[tuple[int, dict]], col: str, what: str) -> np.ndarray:
             raise ValidationError(col, f"line {line}: not a number: {v!r}", "fix or drop that row") from None
         if not math.isfinite(x):
             raise ValidationError(col, f"line {line}: {v!r} is not finite",
-                                  "drop runs that diverged or have no loss (sweep summaries: status != finished)")
+                                  "drop the runs that diverged or have no loss")
         if (what == "E" and x < 1) or (what != "E" and x <= 0):
             raise ValidationError(col, f"line {line}: {what} must be {'>= 1' if what == 'E' else '> 0'}, got {v!r}",
                                   {"N": "N is the dense parameter count, not its log",
@@ -127,8 +127,8 @@ def _refuse_duplicates(path: str, lines: list[int], keys: list[tuple]) -> None:
     first: dict[tuple, int] = {}
     for line, key in zip(lines, keys):
         if key in first:
-            raise ValidationError("PATH", f"{path} lines {first[key]} and {line} are the same run "
-                                  f"(technique, N, E and loss all equal)",
+            raise ValidationError("PATH", f"{path} lines {first[key]} and {line} are the same run: "
+                                  "technique, N, E and loss all equal",
                                   "delete the repeated line: a run counted twice narrows the intervals")
         first[key] = line
 
