@@ -3,9 +3,10 @@ those helpers). The renderers and the book-facing builders are also exercised by
 
 import math
 
+import numpy as np
 import pytest
 
-from routing_laws import charts, law_charts
+from routing_laws import charts, law_charts, laws
 from routing_laws.errors import ValidationError
 
 
@@ -49,3 +50,33 @@ def test_routing_chart_builders():
         charts.grouped_bar_chart(rows, x="x", y="y", group="g", x_title="", y_title="share")
     with pytest.raises(ValidationError):
         charts.bench_chart([{**b, "vs_dense": 0.0}])
+
+
+LAW = laws.RoutedLaw(-0.082, -0.108, 0.009, 1.104, 1.847, 314.478)
+LAWS = {"S-BASE": LAW, "HASH": laws.RoutedLaw(-0.087, -0.136, 0.012, 1.157, 4.175, 477.741)}
+
+
+def test_chart_expressions_agree_with_the_library():
+    rng = np.random.default_rng(1)
+    coef = law_charts.law_coefficient_rows(LAWS, {"S-BASE": 0.009021})
+    spec = law_charts.epc_calculator_chart(coef).to_dict()
+    for _ in range(20):
+        row = coef[rng.integers(len(coef))]
+        x, k, unr = rng.uniform(6, 12), int(rng.integers(0, 11)), bool(rng.integers(2))
+        out = law_charts.evaluate_chart(spec, "epc", row, {"log10_N": x, "log2_E": k, "unrounded": unr})
+        law = LAWS[row["router"]]
+        if unr:
+            law = laws.RoutedLaw(law.a, law.b, row["c_unrounded"], law.d, law.e_start, law.e_max)
+        assert out["loss"] == pytest.approx(float(laws.predict_loss(10 ** x, 2.0 ** k, law)), rel=1e-10)
+        assert out["epc"] == pytest.approx(float(laws.effective_params(10 ** x, 2.0 ** k, law)), rel=1e-8)
+    # the explorer shares the formulas
+    ex = law_charts.law_explorer_chart(coef).to_dict()
+    assert [a for a, _ in law_charts.chart_calculations(ex, "loss")][-1] == "loss"
+
+
+def test_vega_eval_rejects_code():
+    assert law_charts.vega_eval("pow(2, datum.x) + k", {"x": 3}, {"k": 1}) == 9
+    for bad in ["__import__('os')", "a ? 1 : 2", "open('x')[0]"]:
+        with pytest.raises((ValidationError, NameError)):
+            law_charts.vega_eval(bad, {}, {"a": 1})
+

@@ -1,0 +1,107 @@
+"""routing_laws.run_tables: the sweep reader on synthetic runs.csv files, and the measured-grid table
+against a direct lookup (the paper's raw runs are exercised in test_paper.py and the chapters)."""
+import csv
+
+import numpy as np
+import pytest
+
+from routing_laws import law_tables, laws, run_tables, tables
+from routing_laws.errors import ValidationError
+
+LAW = laws.RoutedLaw(-0.082, -0.108, 0.009, 1.104, 1.847, 314.478)
+
+
+def _write_runs(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["run_id", "status", "technique", "size", "N", "E", "K", "R", "loss"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_read_sweep_fits_a_synthetic_grid(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = []
+    for n in (1e5, 2e5, 4e5, 8e5):
+        rows.append({"run_id": f"d{n}", "status": "finished", "technique": "dense", "size": "x", "N": n, "E": 1,
+                     "K": 1, "R": 0.5, "loss": float(laws.predict_loss(n, 1, LAW)) * (1 + 1e-4 * rng.normal())})
+        for tech in ("sbase", "hash"):
+            for e in (4, 16, 64, 256):
+                rows.append({"run_id": f"{tech}{n}{e}", "status": "finished", "technique": tech, "size": "x", "N": n,
+                             "E": e, "K": 1, "R": 0.5,
+                             "loss": float(laws.predict_loss(n, e, LAW)) * (1 + 1e-4 * rng.normal())})
+    rows.append({"run_id": "bad", "status": "failed", "technique": "rlr", "size": "x", "N": "", "E": 4, "K": 1,
+                 "R": 0.5, "loss": ""})
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    sw = run_tables.read_sweep(("smoke", "cpu"), root=tmp_path)
+    assert sw.ok and set(sw.tables) == {"S-BASE", "HASH"} and sw.n_failed == 1 and "RL-R" in sw.message
+    fits = law_tables.fit_laws(sw.tables, bootstrap=0)
+    assert fits["S-BASE"].law.b + fits["S-BASE"].law.c * 6 == pytest.approx(LAW.b + LAW.c * 6, abs=0.01)
+    t = law_tables.extrapolation_table(sw.tables)
+    assert t.rows[0]["RMSE held-out"] < 0.005
+
+
+def test_read_sweep_says_what_to_run(tmp_path):
+    _write_runs(tmp_path / "cpu" / "runs.csv", [{"run_id": "d", "status": "finished", "technique": "dense",
+                                                 "size": "x", "N": 1e5, "E": 1, "K": 1, "R": 0.5, "loss": 3.0}])
+    sw = run_tables.read_sweep(("cpu",), root=tmp_path)
+    assert not sw.ok and "make sweep PROFILE=cpu" in sw.message and "model size" in sw.message
+    assert not run_tables.read_sweep(("gpu",), root=tmp_path).ok
+
+
+def test_read_sweep_waits_for_eight_cells(tmp_path):
+    # 7 (N, E) cells per router fit 6 parameters but leave no room for bootstrap intervals: not ready.
+    rows = [{"run_id": f"{t}{n}{e}", "status": "finished", "technique": t, "size": "x", "N": n, "E": e, "K": 1,
+             "R": 0.5, "loss": float(laws.predict_loss(n, e, LAW))}
+            for t, n, e in [("dense", 1e5, 1), ("sbase", 1e5, 4), ("sbase", 1e5, 16), ("sbase", 1e5, 64),
+                            ("sbase", 2e5, 4), ("sbase", 2e5, 64), ("dense", 2e5, 1)]]
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    sw = run_tables.read_sweep(("cpu",), root=tmp_path)
+    assert not sw.ok and "7 distinct (N, E) cells" in sw.message
+    rows.append({**rows[2], "run_id": "s2e16", "N": 2e5, "loss": float(laws.predict_loss(2e5, 16, LAW))})
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    sw = run_tables.read_sweep(("cpu",), root=tmp_path)
+    assert sw.ok and set(sw.tables) == {"S-BASE"}
+    fits = law_tables.fit_laws(sw.tables, bootstrap=20)
+    assert fits["S-BASE"].n_points == 8
+
+
+def test_measured_grid_table_matches_a_direct_lookup():
+    rng = np.random.default_rng(5)
+    runs = [{"technique": "dense", "N": n, "E": 1, "loss": 4.0 + rng.random()} for n in (1e5, 2e5)]
+    runs += [{"technique": t, "N": n, "E": e, "loss": 3.0 + rng.random()}
+             for t in run_tables.ROUTERS for n in (1e5, 2e5) for e in (4, 16) if rng.random() < 0.8]
+    runs.append({"technique": "S-BASE", "N": 4e5, "E": 64, "loss": 3.5})  # a size without dense: blank gain
+    t = run_tables.measured_grid_table(runs)
+    look = {(r["technique"], r["N"], r["E"]): r["loss"] for r in runs}
+    assert len(t.rows) == len({(r["N"], r["E"]) for r in runs if r["E"] > 1})
+    for row in t.rows:
+        n = {tables.si(x): x for x in (1e5, 2e5, 4e5)}[row["N"]]
+        got = {r: look[(r, n, row["E"])] for r in run_tables.ROUTERS if (r, n, row["E"]) in look}
+        assert {r: row[r] for r in run_tables.ROUTERS if r in row} == got
+        best = min(got, key=got.get)
+        assert row["best"] == (best if len(got) == 3 else f"{best} (of {len(got)})")
+        dense = look.get(("dense", n, 1))
+        assert row["gain over dense"] == (None if dense is None else pytest.approx(dense - got[best]))
+    assert "S-BASE (of 1)" in t.text() and "gain over dense" in t._repr_html_()
+    with pytest.raises(ValidationError, match=r"runs\[0\]"):
+        run_tables.measured_grid_table([{"technique": "HASH", "N": 1e5, "E": 4, "loss": float("nan")}])
+    with pytest.raises(ValidationError, match="runs"):
+        run_tables.measured_grid_table([])
+
+
+def test_read_sweep_keeps_every_finished_run(tmp_path):
+    rows = [{"run_id": "d", "status": "finished", "technique": "dense", "size": "x", "N": 1e5, "E": 1, "K": 1,
+             "R": 0.5, "loss": 4.0},
+            {"run_id": "h", "status": "finished", "technique": "hash", "size": "x", "N": 1e5, "E": 4, "K": 1,
+             "R": 0.5, "loss": 3.9},
+            {"run_id": "k2", "status": "finished", "technique": "sbase", "size": "x", "N": 1e5, "E": 4, "K": 2,
+             "R": 0.5, "loss": 3.8}]
+    rows += [{"run_id": f"s{n}{e}", "status": "finished", "technique": "sbase", "size": "x", "N": n, "E": e, "K": 1,
+              "R": 0.5, "loss": float(laws.predict_loss(n, e, LAW))} for n in (1e5, 2e5) for e in (4, 16, 64, 256)]
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    sw = run_tables.read_sweep(("cpu",), root=tmp_path)
+    assert sw.ok and set(sw.tables) == {"S-BASE"}
+    assert len(sw.runs) == len(rows) - 1  # the K = 2 variant is not a main-grid run
+    assert {"technique": "HASH", "N": 1e5, "E": 4, "loss": 3.9} in sw.runs
+
