@@ -7,6 +7,7 @@ at once (the real loop is tested in test_train.py and test_sweep.py)."""
 import csv
 import errno
 import json
+import subprocess
 
 import pytest
 
@@ -175,7 +176,6 @@ def test_dirty_tree_is_refused_unless_allowed(tmp_path, fake, monkeypatch):
 
 def test_dirty_check_in_a_real_git_repo(tmp_path):
     """io_utils.git_commit on a throwaway repository: clean, then a tracked change makes it -dirty."""
-    import subprocess
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
            "PATH": "/usr/bin:/bin"}
     try:
