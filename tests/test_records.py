@@ -153,12 +153,15 @@ def test_full_disk_is_survived_and_reported(tmp_path, fake, monkeypatch):
 
 
 def test_full_disk_on_runs_csv_is_reported(tmp_path, fake, monkeypatch):
-    def full(path, text):
-        raise OSError(errno.ENOSPC, "No space left on device", str(path))
-    monkeypatch.setattr(io_utils, "atomic_write_text", full)
+    """The records are written but runs.csv is not: said once per attempt, and the sweep is not clean."""
+    def full(folder):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder))
+    monkeypatch.setattr(sweep, "write_summary", full)
     logged = []
     counts = sweep.run_sweep(GRID, out_dir=tmp_path, progress=False, log=logged.append)
-    assert counts["unwritten"] >= 1 and any("runs.csv" in m for m in logged)
+    assert len(list(tmp_path.glob("*.json"))) == 2 and counts["finished"] == 2
+    assert counts["unwritten"] == 3 and counts["failed_total"] == 3
+    assert len(logged) == 3 and all("runs.csv" in m and "disk is full" in m for m in logged)
 
 
 def test_dirty_tree_is_refused_unless_allowed(tmp_path, fake, monkeypatch):

@@ -3,7 +3,6 @@ import json
 
 import pytest
 
-from conftest import tiny_model  # noqa: F401  (shared fixtures)
 from routing_laws import data as data_lib
 from routing_laws import io_utils, sweep
 from routing_laws.errors import ValidationError

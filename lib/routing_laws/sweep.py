@@ -291,10 +291,10 @@ def summary_rows(records: list[dict]) -> list[dict]:
     rows = []
     for r in records:
         spec = r.get("spec", {})
-        row = {"run_id": r.get("run_id"), "status": "dirty" if r.get("dirty_tree") else r.get("status"), "technique": spec.get("router"),
-               "size": spec.get("size"), "E": spec.get("experts"), "K": spec.get("top_k"),
+        row = {"run_id": r.get("run_id"), "status": "dirty" if r.get("dirty_tree") else r.get("status"),
+               "technique": spec.get("router"), "size": spec.get("size"), "E": spec.get("experts"), "K": spec.get("top_k"),
                "R": spec.get("routing_frequency"), "reason": r.get("reason", "")}
-        if r.get("status") == "finished":  # dirty ones too: their numbers are shown, their status keeps them out of fits
+        if r.get("status") == "finished":  # dirty ones too: numbers shown, status 'dirty' keeps them out of fits
             a = r["accounting"]
             row.update(N=a["N"], P=a["P"], F=a["F"], B=a["B"], tokens=r["tokens"], loss=r["final_val_loss"],
                        tokens_per_s=r["tokens_per_s"], wall_s=r["wall_s"],
@@ -393,6 +393,16 @@ def _train_one(grid: Grid, spec: RunSpec, dataset, out: Path, progress: bool, me
                 "traceback": traceback.format_exc()[-4000:], "provenance": io_utils.provenance()}
 
 
+def _try_write(write: Callable[[], Any], path: Path, what: str, log: Callable[[str], None]) -> bool:
+    """Run ``write``; on a write error (full or read-only disk) log one line and return False."""
+    try:
+        write()
+        return True
+    except (OSError, RoutingLawsError) as e:
+        log(f"sweep: {what}: {e if isinstance(e, RoutingLawsError) else write_error('--out', path, e)}")
+        return False
+
+
 def run_sweep(grid: str | Grid, *, only: Iterable[str] | None = None, shard: tuple[int, int] = (0, 1),
               out_dir: Path | None = None, corpus: str | None = None, progress: bool = True,
               retry_failed: bool = False, mesh=None, allow_dirty: bool = False,
@@ -436,12 +446,10 @@ def run_sweep(grid: str | Grid, *, only: Iterable[str] | None = None, shard: tup
             continue
         rec = _train_one(g, spec, dataset, out, progress, mesh, dirty)
         counts[rec["status"]] += 1
-        try:
-            io_utils.atomic_write_json(path, rec)
-            write_summary(out)
-        except (OSError, RoutingLawsError) as e:
-            err = e if isinstance(e, RoutingLawsError) else write_error("--out", path, e)
-            log(f"sweep: {spec.run_id} ({rec['status']}) could not be recorded: {err}")
+        if not _try_write(lambda: io_utils.atomic_write_json(path, rec), path,
+                          f"{spec.run_id} ({rec['status']}) could not be recorded", log):
+            counts["unwritten"] += 1
+        elif not _try_write(lambda: write_summary(out), out / "runs.csv", "runs.csv could not be rewritten", log):
             counts["unwritten"] += 1
         if rec["status"] == "finished":
             shutil.rmtree(out / ".checkpoints" / spec.run_id, ignore_errors=True)
@@ -449,10 +457,7 @@ def run_sweep(grid: str | Grid, *, only: Iterable[str] | None = None, shard: tup
             bar.update(1)
     if bar is not None:
         bar.close()
-    try:
-        write_summary(out)
-    except (OSError, RoutingLawsError) as e:
-        log(f"sweep: runs.csv could not be rewritten: {e if isinstance(e, RoutingLawsError) else write_error('--out', out / 'runs.csv', e)}")
+    if not _try_write(lambda: write_summary(out), out / "runs.csv", "runs.csv could not be rewritten", log):
         counts["unwritten"] += 1
     counts["failed_total"] = sum(record_status(out / f"{s.run_id}.json") == "failed" for s in todo) + counts["unwritten"]
     return counts
