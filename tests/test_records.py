@@ -201,3 +201,12 @@ def test_list_reports_invalid_records(tmp_path, fake, monkeypatch, capsys):
     assert cli.main(["sweep", "--grid", "t", "--out", str(tmp_path), "--list"]) == 0
     out = capsys.readouterr().out
     assert f"{IDS[0]}" in out and "invalid" in out and "missing" in out
+
+
+def test_committed_grid_records_are_valid():
+    """Every record committed under data/runs/<grid>/ passes the schema (so no sweep would retrain it)."""
+    root = io_utils.repo_root() / "data" / "runs"
+    folders = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name in sweep.GRIDS]
+    for folder in folders:
+        records, problems = sweep.read_records(folder)
+        assert problems == [] and records, (folder, problems)
