@@ -3,23 +3,23 @@ import json
 
 import pytest
 
-from conftest import tiny_model  # noqa: F401  (shared fixtures)
-from routing_laws import sweep
+from routing_laws import data as data_lib
+from routing_laws import io_utils, sweep
 from routing_laws.errors import ValidationError
 
 
-def test_profiles_cover_what_the_issue_asks():
-    cpu = sweep.get_profile("cpu")
+def test_grids_cover_what_the_book_needs():
+    cpu = sweep.get_grid("cpu")
     runs = cpu.runs()
     assert {r.router for r in runs} == {"dense", "sbase", "rlr", "hash"}
     assert cpu.tokens >= 8_000_000 and len(cpu.sizes) >= 3
     assert len({r.run_id for r in runs}) == len(runs)
-    gpu = sweep.get_profile("gpu")
+    gpu = sweep.get_grid("gpu")
     assert max(gpu.experts) >= 256 and gpu.tokens >= 20_000_000
 
 
 def test_select_and_shard_partition_the_grid():
-    runs = sweep.get_profile("cpu").runs()
+    runs = sweep.get_grid("cpu").runs()
     parts = [sweep.select(runs, None, (i, 3)) for i in range(3)]
     assert sorted(r.run_id for p in parts for r in p) == sorted(r.run_id for r in runs)
     assert all(r.router == "hash" for r in sweep.select(runs, ["hash"]))
@@ -28,22 +28,23 @@ def test_select_and_shard_partition_the_grid():
     for bad in ("3/3", "a/b", "1", "-1/2"):
         with pytest.raises(ValidationError, match="--shard"):
             sweep.parse_shard(bad)
-    with pytest.raises(ValidationError, match="profile"):
-        sweep.get_profile("huge")
+    with pytest.raises(ValidationError, match="--grid"):
+        sweep.get_grid("huge")
 
 
 def test_sweep_resumes_records_failures_and_reports_foreign(tmp_path, tiny_data, monkeypatch):
-    from routing_laws import data as data_lib
-
     monkeypatch.setattr(data_lib, "get_dataset", lambda corpus=None, **kw: tiny_data)
-    prof = sweep.Profile("t", ("100k",), (1, 2), ("hash",), tokens=16 * 16 * 3, batch_size=16, seq_len=16,
+    monkeypatch.setattr(io_utils, "git_commit", lambda root=None: "0" * 40)  # a clean tree
+    prof = sweep.Grid("t", ("100k",), (1, 2), ("hash",), tokens=16 * 16 * 3, batch_size=16, seq_len=16,
                          variants=(("100k", "sbase", 2, 1, 0.25),))  # R=0.25 with 2 layers: invalid -> failed
     counts = sweep.run_sweep(prof, out_dir=tmp_path, progress=False)
-    assert counts == {"selected": 3, "finished": 2, "skipped": 0, "failed": 1}
+    assert counts == {"selected": 3, "finished": 2, "skipped": 0, "failed": 1, "set_aside": 0, "unwritten": 0,
+                      "failed_total": 1}
     failed = json.loads((tmp_path / "100k-sbase-E2-K1-R0.25-s0.json").read_text())
     assert failed["status"] == "failed" and "routing_frequency" in failed["reason"]
     again = sweep.run_sweep(prof, out_dir=tmp_path, progress=False)
     assert again["skipped"] == 3 and again["finished"] == 0
+    assert again["failed_total"] == 1  # the recorded failure still counts on a re-run
     (tmp_path / "junk.json").write_text("{broken")
     (tmp_path / "100k-hash-E2-K1-R0.5-s0.json").write_text(json.dumps({"foreign": True}))
     records, problems = sweep.read_records(tmp_path)
@@ -53,6 +54,14 @@ def test_sweep_resumes_records_failures_and_reports_foreign(tmp_path, tiny_data,
     assert {r["status"] for r in rows} == {"finished", "failed"}
     fin = [r for r in rows if r["status"] == "finished"]
     assert fin[0]["technique"] == "dense" and float(fin[0]["loss"]) > 0 and int(fin[0]["N"]) > 0
+
+
+def test_one_run_id_function():
+    spec = sweep.RunSpec("100k", "sbase", 16, 2, 0.25, 3)
+    assert spec.run_id == sweep.run_id("100k", "sbase", 16, 2, 0.25, 3) == "100k-sbase-E16-K2-R0.25-s3"
+    assert sweep.is_safe_run_id(spec.run_id)
+    for bad in ("../../etc/evil", "a/b", "..", "", ".hidden", None, 5, "x" * 200):
+        assert not sweep.is_safe_run_id(bad)
 
 
 def test_comparison_and_curve_rows_from_records():

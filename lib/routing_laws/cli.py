@@ -1,13 +1,15 @@
 """``routing-laws`` command line: one subcommand per module in ``routing_laws.commands``.
 
 Each command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
-Errors the project raises on purpose (``RoutingLawsError``) print one line and exit 2, no traceback.
+Errors the project raises on purpose (``RoutingLawsError``) print one line and exit 2, no traceback; an
+unforeseen operating-system error (full disk, read-only file system) prints one line and exits 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from routing_laws.errors import RoutingLawsError
@@ -56,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"routing-laws {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except OSError as e:  # a write or read the command did not foresee (full disk, read-only, ...): one line
+        where = f" {e.filename}" if e.filename else ""
+        print(f"routing-laws {args.command}: error:{where} {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

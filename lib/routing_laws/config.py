@@ -85,29 +85,36 @@ class RouterConfig:
 
     def __post_init__(self) -> None:
         check_choice("router.kind", self.kind, ROUTERS)
-        check_int("router.n_experts", self.n_experts, min_value=1, max_value=4096)
-        check_int("router.top_k", self.top_k, min_value=1)
+        _set(self, "n_experts", check_int("router.n_experts", self.n_experts, min_value=1, max_value=4096))
+        _set(self, "top_k", check_int("router.top_k", self.top_k, min_value=1))
         if self.top_k > self.n_experts:
             raise ValidationError(
                 "router.top_k", f"K={self.top_k} exceeds n_experts={self.n_experts}", "use top_k <= n_experts"
             )
-        check_float("router.routing_frequency", self.routing_frequency, min_value=0.0, max_value=1.0, min_exclusive=True)
-        check_float("router.capacity_factor", self.capacity_factor, min_value=0.0, min_exclusive=True)
+        _set(self, "routing_frequency", check_float("router.routing_frequency", self.routing_frequency,
+                                                    min_value=0.0, max_value=1.0, min_exclusive=True))
+        _set(self, "capacity_factor", check_float("router.capacity_factor", self.capacity_factor,
+                                                  min_value=0.0, min_exclusive=True))
         if self.eval_capacity_factor is not None:
-            check_float("router.eval_capacity_factor", self.eval_capacity_factor, min_value=0.0, min_exclusive=True)
-        check_int("router.dispatch_groups", self.dispatch_groups, min_value=1)
-        check_int("router.sinkhorn_iters", self.sinkhorn_iters, min_value=0)
-        check_float("router.sinkhorn_temperature", self.sinkhorn_temperature, min_value=0.0, min_exclusive=True)
-        check_float("router.rlr_entropy_coef", self.rlr_entropy_coef, min_value=0.0)
-        check_float("router.rlr_balance_coef", self.rlr_balance_coef, min_value=0.0)
-        check_float("router.rlr_loss_coef", self.rlr_loss_coef, min_value=0.0)
+            _set(self, "eval_capacity_factor", check_float("router.eval_capacity_factor", self.eval_capacity_factor,
+                                                           min_value=0.0, min_exclusive=True))
+        _set(self, "dispatch_groups", check_int("router.dispatch_groups", self.dispatch_groups, min_value=1))
+        _set(self, "sinkhorn_iters", check_int("router.sinkhorn_iters", self.sinkhorn_iters, min_value=0))
+        _set(self, "sinkhorn_temperature", check_float("router.sinkhorn_temperature", self.sinkhorn_temperature,
+                                                       min_value=0.0, min_exclusive=True))
+        _set(self, "rlr_entropy_coef", check_float("router.rlr_entropy_coef", self.rlr_entropy_coef, min_value=0.0))
+        _set(self, "rlr_balance_coef", check_float("router.rlr_balance_coef", self.rlr_balance_coef, min_value=0.0))
+        _set(self, "rlr_loss_coef", check_float("router.rlr_loss_coef", self.rlr_loss_coef, min_value=0.0))
         check_choice("router.rlr_baseline", self.rlr_baseline, RLR_BASELINES)
-        check_float("router.rlr_value_coef", self.rlr_value_coef, min_value=0.0)
-        check_float("router.rlr_temperature", self.rlr_temperature, min_value=0.0, min_exclusive=True)
-        check_float("router.rlr_router_lr_mult", self.rlr_router_lr_mult, min_value=0.0, min_exclusive=True)
-        if not isinstance(self.rlr_detach_input, bool):
-            raise ValidationError("router.rlr_detach_input", f"must be true or false, got {self.rlr_detach_input!r}")
-        check_int("router.hash_seed", self.hash_seed, min_value=0)
+        _set(self, "rlr_value_coef", check_float("router.rlr_value_coef", self.rlr_value_coef, min_value=0.0))
+        _set(self, "rlr_temperature", check_float("router.rlr_temperature", self.rlr_temperature,
+                                                  min_value=0.0, min_exclusive=True))
+        _set(self, "rlr_router_lr_mult", check_float("router.rlr_router_lr_mult", self.rlr_router_lr_mult,
+                                                     min_value=0.0, min_exclusive=True))
+        for name in ("rlr_detach_input", "sbase_balanced_eval"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValidationError(f"router.{name}", f"must be true or false, got {getattr(self, name)!r}")
+        _set(self, "hash_seed", check_int("router.hash_seed", self.hash_seed, min_value=0, max_value=2**31 - 1))
         if self.kind == "dense" and self.n_experts != 1:
             raise ValidationError("router.n_experts", f"router 'dense' needs n_experts=1, got {self.n_experts}",
                                   "pick a routed router (sbase, rlr, hash) or set n_experts=1")
@@ -139,12 +146,12 @@ class ModelConfig:
     router: RouterConfig = field(default_factory=RouterConfig)
 
     def __post_init__(self) -> None:
-        check_int("model.vocab_size", self.vocab_size, min_value=2, max_value=65535)
-        check_int("model.d_model", self.d_model, min_value=1)
-        check_int("model.n_layers", self.n_layers, min_value=1)
-        check_int("model.n_heads", self.n_heads, min_value=1)
-        check_int("model.head_dim", self.head_dim, min_value=1)
-        check_int("model.seq_len", self.seq_len, min_value=2)
+        _set(self, "vocab_size", check_int("model.vocab_size", self.vocab_size, min_value=2, max_value=65535))
+        _set(self, "d_model", check_int("model.d_model", self.d_model, min_value=1))
+        _set(self, "n_layers", check_int("model.n_layers", self.n_layers, min_value=1))
+        _set(self, "n_heads", check_int("model.n_heads", self.n_heads, min_value=1))
+        _set(self, "head_dim", check_int("model.head_dim", self.head_dim, min_value=1))
+        _set(self, "seq_len", check_int("model.seq_len", self.seq_len, min_value=2))
         if not isinstance(self.router, RouterConfig):
             raise ValidationError("model.router", f"must be a RouterConfig, got {type(self.router).__name__}")
         self.routed_layers  # validates routing_frequency * n_layers
@@ -182,6 +189,17 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _set(cfg: Any, name: str, value: Any) -> None:
+    """Store a validated, type-coerced field on a frozen dataclass (``"0.5"`` -> 0.5, ``2.0`` -> 2)."""
+    object.__setattr__(cfg, name, value)
+
+
+# bounds that keep a run's arithmetic in range: optax counts steps in int32, and a token budget this
+# large would take centuries on any machine this project targets
+MAX_TOKENS = 10**13
+MAX_STEPS = 2**31 - 1
+
+
 def model_config(size: str, *, vocab_size: int = 2048, seq_len: int = 128, router: RouterConfig | None = None) -> ModelConfig:
     """Build the ``ModelConfig`` of a named size from ``SIZES``."""
     if size not in SIZES:
@@ -209,17 +227,19 @@ class TrainConfig:
     compute_dtype: str = "auto"  # auto: bfloat16 on GPU/TPU, float32 on CPU
 
     def __post_init__(self) -> None:
-        check_int("train.tokens", self.tokens, min_value=1)
-        check_int("train.batch_size", self.batch_size, min_value=1)
-        check_float("train.learning_rate", self.learning_rate, min_value=0.0, min_exclusive=True)
-        check_float("train.warmup_frac", self.warmup_frac, min_value=0.0, max_value=1.0)
-        check_float("train.final_lr_frac", self.final_lr_frac, min_value=0.0, max_value=1.0)
-        check_float("train.weight_decay", self.weight_decay, min_value=0.0)
-        check_float("train.clip_norm", self.clip_norm, min_value=0.0, min_exclusive=True)
-        check_int("train.seed", self.seed, min_value=0)
-        check_int("train.eval_every", self.eval_every, min_value=0)
-        check_int("train.eval_tokens", self.eval_tokens, min_value=1)
-        check_int("train.checkpoint_every", self.checkpoint_every, min_value=0)
+        _set(self, "tokens", check_int("train.tokens", self.tokens, min_value=1, max_value=MAX_TOKENS))
+        _set(self, "batch_size", check_int("train.batch_size", self.batch_size, min_value=1))
+        _set(self, "learning_rate", check_float("train.learning_rate", self.learning_rate,
+                                                min_value=0.0, min_exclusive=True))
+        _set(self, "warmup_frac", check_float("train.warmup_frac", self.warmup_frac, min_value=0.0, max_value=1.0))
+        _set(self, "final_lr_frac", check_float("train.final_lr_frac", self.final_lr_frac,
+                                                min_value=0.0, max_value=1.0))
+        _set(self, "weight_decay", check_float("train.weight_decay", self.weight_decay, min_value=0.0))
+        _set(self, "clip_norm", check_float("train.clip_norm", self.clip_norm, min_value=0.0, min_exclusive=True))
+        _set(self, "seed", check_int("train.seed", self.seed, min_value=0, max_value=2**31 - 1))
+        _set(self, "eval_every", check_int("train.eval_every", self.eval_every, min_value=0))
+        _set(self, "eval_tokens", check_int("train.eval_tokens", self.eval_tokens, min_value=1))
+        _set(self, "checkpoint_every", check_int("train.checkpoint_every", self.checkpoint_every, min_value=0))
         check_choice("train.compute_dtype", self.compute_dtype, ("auto", "float32", "bfloat16"))
 
     def replace(self, **changes: Any) -> "TrainConfig":

@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+try:  # optional: an identical, faster encoder for whole corpora
+    import tiktoken
+except ImportError:  # pragma: no cover
+    tiktoken = None
 
 from routing_laws.corpus import VAL_FRAC, Doc, read_jsonl, split_sections, split_train_val
 from routing_laws.errors import ValidationError, check_int
@@ -53,16 +60,22 @@ class Tokenizer:
     identical tiktoken encoding when tiktoken is installed (about 25x faster), else HF ``encode_batch``."""
 
     def __init__(self, path: str | os.PathLike):
-        from tokenizers import Tokenizer as HFTokenizer
-
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValidationError("tokenizer", f"must be a path, got {path!r}")
         path = Path(path)
         file = path / "tokenizer.json" if path.is_dir() else path
         if not file.is_file():
             raise ValidationError("tokenizer", f"no tokenizer at {file}",
                                   "pass a folder with tokenizer.json, or run routing-laws corpus --train-tokenizer")
         self.path = file
-        self.hash = hashlib.sha256(file.read_bytes()).hexdigest()
-        self._hf = HFTokenizer.from_file(str(file))
+        raw = file.read_bytes()
+        self.hash = hashlib.sha256(raw).hexdigest()
+        try:
+            self._hf = HFTokenizer.from_str(raw.decode("utf-8"))
+        except Exception as e:  # tokenizers raises a bare Exception for any malformed file
+            problem = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise ValidationError("tokenizer", f"{file} is not a tokenizer.json ({problem})",
+                                  "restore data/tokenizer from git or run routing-laws corpus --train-tokenizer") from None
         self.vocab_size = self._hf.get_vocab_size(with_added_tokens=True)
         self.eot_id = self._hf.token_to_id(EOT)
         if self.eot_id is None:
@@ -79,9 +92,7 @@ class Tokenizer:
     def tiktoken(self):
         """An equivalent ``tiktoken.Encoding`` (ids identical to HF: merge order = id order), or None."""
         if self._tt is None:
-            try:
-                import tiktoken
-            except ImportError:
+            if tiktoken is None:
                 return None
             inv = {c: b for b, c in _bytes_to_unicode().items()}
             ranks, special = {}, {}
@@ -119,8 +130,6 @@ def train_tokenizer(texts: Iterable[str], out_dir: str | os.PathLike, vocab_size
                     info: dict | None = None) -> Tokenizer:
     """Train a byte-level BPE (GPT-2 pre-tokenization, one special ``<|endoftext|>`` token at id 0) and save
     ``tokenizer.json`` + ``meta.json`` (vocab size, ``info`` such as the training corpus hash) atomically."""
-    from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
-
     vocab_size = check_int("vocab_size", vocab_size, min_value=257 + 1, max_value=65535)
     t0 = time.time()
     tok = HFTokenizer(models.BPE())
@@ -177,6 +186,32 @@ def resolve_corpus(corpus: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def read_text_file(path: Path) -> str:
+    """The text of a corpus file, which must be UTF-8 and not binary (a NUL byte): never decoded with
+    replacement characters, which would train on garbage without a word."""
+    raw = Path(path).read_bytes()
+    if b"\0" in raw[:1 << 20]:
+        raise ValidationError("corpus", f"{path} is a binary file (it holds NUL bytes)", "give UTF-8 text files")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValidationError("corpus", f"{path} is not UTF-8 text (byte {e.start}: {raw[e.start:e.start + 1]!r})",
+                              f"convert it, e.g. iconv -f latin1 -t utf-8 {path} > {Path(path).stem}.utf8.txt") from None
+
+
+def read_units(path: Path) -> list[Doc]:
+    """The units of an assembled JSONL split, or a clear error naming the file for a malformed one."""
+    try:
+        return read_jsonl(path)
+    except UnicodeDecodeError as e:
+        raise ValidationError("corpus", f"{path} is not UTF-8 text (byte {e.start})",
+                              "rebuild it with routing-laws corpus") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ValidationError("corpus", f"{path} is not a corpus JSONL file: every line must be an object with "
+                              f"source, id and text ({type(e).__name__}: {str(e)[:120]})",
+                              "rebuild it with routing-laws corpus") from None
+
+
 def load_split(corpus: str | os.PathLike | None = None, val_frac: float | None = None) -> tuple[list[Doc], list[Doc]]:
     """Train/validation units of a corpus. An assembled folder is already split; a folder of .txt files
     (each a document, its sub-folder or file name the source) or one file (split into sections) is split here
@@ -184,12 +219,12 @@ def load_split(corpus: str | os.PathLike | None = None, val_frac: float | None =
     path = resolve_corpus(corpus)
     files = _corpus_files(path)
     if files[0].suffix == ".jsonl":
-        return read_jsonl(files[0]), read_jsonl(files[1])
+        return read_units(files[0]), read_units(files[1])
     docs = []
     for f in files:
         rel = f.relative_to(path) if path.is_dir() else Path(f.name)
         source = rel.parts[0] if len(rel.parts) > 1 else f.stem
-        text = f.read_text(encoding="utf-8", errors="replace").strip()
+        text = read_text_file(f).strip()
         if text:
             docs.append(Doc(source, str(rel), text))
     total = sum(len(d.text) for d in docs)
@@ -200,6 +235,14 @@ def load_split(corpus: str | os.PathLike | None = None, val_frac: float | None =
     if path.is_file():  # one file: cut it into sections first so the split has units to choose from
         docs = [Doc(docs[0].source, f"{docs[0].id}#{k}", s) for k, s in enumerate(split_sections(docs[0].text, 8_000))]
     return split_train_val(docs, val_frac=val_frac)
+
+
+def _repo_relative(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it, else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)
 
 
 def _content_hash(files: list[Path]) -> str:
@@ -267,18 +310,24 @@ def get_dataset(corpus: str | os.PathLike | None = None, tokenizer: Tokenizer | 
         n_val = _encode_to_file(tok, val_docs, cdir / "val.u16")
         chars = {s: sum(len(d.text) for d in part) for s, part in (("train", train_docs), ("val", val_docs))}
         atomic_write_json(meta_file, {
-            "corpus": name, "corpus_path": str(path), "corpus_hash": chash, "tokenizer_hash": tok.hash,
-            "tokenizer_path": str(tok.path), "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
+            "corpus": name, "corpus_path": _repo_relative(path), "corpus_hash": chash, "tokenizer_hash": tok.hash,
+            "tokenizer_path": _repo_relative(tok.path), "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
             "train_chars": chars["train"], "val_chars": chars["val"], "train_tokens": n_train, "val_tokens": n_val,
             "chars_per_token": round((chars["train"] + chars["val"]) / max(n_train + n_val, 1), 4),
             "train_units": len(train_docs), "val_units": len(val_docs), "encode_s": round(time.time() - t0, 1),
             "sources": sorted({d.source for d in train_docs + val_docs})})
-    meta = json.loads(meta_file.read_text())
-    train = np.memmap(cdir / "train.u16", dtype=np.uint16, mode="r")
-    val = np.memmap(cdir / "val.u16", dtype=np.uint16, mode="r")
-    if train.size != meta["train_tokens"] or val.size != meta["val_tokens"]:
-        raise ValidationError("cache_dir", f"token cache {cdir} is inconsistent with its meta.json",
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        train = np.memmap(cdir / "train.u16", dtype=np.uint16, mode="r")
+        val = np.memmap(cdir / "val.u16", dtype=np.uint16, mode="r")
+        consistent = train.size == meta["train_tokens"] and val.size == meta["val_tokens"]
+    except (OSError, ValueError, KeyError, TypeError):
+        consistent = False
+    if not consistent:
+        raise ValidationError("cache_dir", f"token cache {cdir} is unreadable or inconsistent with its meta.json",
                               f"delete {cdir} and rerun")
+    # paths relative to the repository when inside it, so records never carry this machine's layout
+    meta = dict(meta, corpus_path=_repo_relative(path), tokenizer_path=_repo_relative(tok.path))
     return TokenData(train=train, val=val, vocab_size=tok.vocab_size, eot_id=tok.eot_id, meta=meta)
 
 

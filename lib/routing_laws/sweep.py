@@ -1,26 +1,57 @@
-"""Resumable grids of runs (size x experts x router, plus R and K variants) -> data/runs/<profile>/.
+"""Resumable grids of runs (size x experts x router, plus R and K variants) -> data/runs/<grid>/.
 
 Each finished (or failed) run writes one JSON record atomically; rerunning skips finished runs and
 resumes interrupted ones from their checkpoint; ``shard=(i, n)`` runs every n-th run so several
 machines can split one grid and merge by copying the records together. ``runs.csv`` summarises the
-records and is what ``routing-laws fit`` reads.
+folder's valid records and is what ``routing-laws fit`` reads; it is rewritten after every run.
+
+Records are validated, never trusted (``load_run_record``): a file that is not UTF-8, not strict
+JSON, or fails the record schema is reported by name and never used. When the sweep meets such a
+file for one of its runs, it moves it aside to ``<name>.json.bad-<UTC time>`` (kept for inspection,
+invisible to every reader, which only read ``*.json``) and trains the run again.
+
+Grid records come from clean commits: ``run_sweep`` refuses a working tree with changes to tracked
+files unless ``allow_dirty=True``; records made that way carry ``"dirty_tree": true`` and are listed
+in ``runs.csv`` with status ``dirty``, so fits and tables leave them out.
 """
 
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import io
 import json
+import math
+import re
 import shutil
+import sys
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
-from routing_laws.config import ROUTER_LABELS, RouterConfig, TrainConfig, model_config
-from routing_laws.errors import RoutingLawsError, ValidationError
-from routing_laws.io_utils import atomic_write_json, atomic_write_text, provenance, repo_root
+from tqdm.auto import tqdm
+
+from routing_laws import data as data_lib
+from routing_laws import io_utils
+from routing_laws import train as train_lib
+from routing_laws.config import ROUTER_LABELS, RouterConfig, TrainConfig, model_config, model_from_dict
+from routing_laws.errors import RoutingLawsError, ValidationError, check_output_path, write_error
+
+# a run id names a file: letters, digits, '.', '_', '-' only (no '/', no '..'), as run_id() makes them
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,159}")
+RECORD_STATUSES = ("finished", "failed")
+
+
+def run_id(size: str, router: str, experts: int, top_k: int = 1, routing_frequency: float = 0.5, seed: int = 0) -> str:
+    """The identity and file stem of a run, e.g. ``100k-sbase-E16-K1-R0.5-s0`` (used by sweeps and ``train``)."""
+    return f"{size}-{router}-E{experts}-K{top_k}-R{routing_frequency:g}-s{seed}"
+
+
+def is_safe_run_id(text: Any) -> bool:
+    """True when ``text`` can name a record file inside a folder (no path separators, no '..')."""
+    return isinstance(text, str) and RUN_ID_PATTERN.fullmatch(text) is not None and ".." not in text
 
 
 @dataclass(frozen=True)
@@ -36,12 +67,12 @@ class RunSpec:
 
     @property
     def run_id(self) -> str:
-        return f"{self.size}-{self.router}-E{self.experts}-K{self.top_k}-R{self.routing_frequency:g}-s{self.seed}"
+        return run_id(self.size, self.router, self.experts, self.top_k, self.routing_frequency, self.seed)
 
 
 @dataclass(frozen=True)
-class Profile:
-    """A named grid plus the shared training settings of all its runs (same budget and data order)."""
+class Grid:
+    """A named grid of runs plus the shared training settings of all its runs (same budget and data order)."""
 
     name: str
     sizes: tuple[str, ...]
@@ -68,28 +99,30 @@ class Profile:
 
 
 ROUTED = ("sbase", "rlr", "hash")
-PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", ("100k",), (1, 4), ROUTED, tokens=131_072, batch_size=16,
-                     variants=(("100k", "sbase", 4, 2, 0.5),)),
-    "cpu": Profile("cpu", ("100k", "200k", "400k"), (1, 4, 16, 64), ROUTED, tokens=8_388_608,
-                   variants=(("200k", "sbase", 16, 2, 0.5), ("200k", "sbase", 16, 1, 1.0),
-                             ("200k", "hash", 16, 1, 1.0))),
-    # one size, E = 16, every router: the issue-3 check that each router beats dense at one budget
-    "routers": Profile("routers", ("100k",), (16,), ROUTED, tokens=8_388_608),
-    "gpu": Profile("gpu", ("800k", "3M", "6M", "25M"), (1, 2, 4, 8, 16, 32, 64, 128, 256), ROUTED,
-                   tokens=20_971_520, batch_size=64, seq_len=256, learning_rate=2e-3,
-                   variants=(("3M", "sbase", 64, 2, 0.5), ("3M", "sbase", 64, 1, 1.0), ("3M", "sbase", 64, 1, 0.25),
-                             ("3M", "hash", 64, 1, 1.0), ("3M", "hash", 64, 1, 0.25))),
+GRIDS: dict[str, Grid] = {
+    "smoke": Grid("smoke", ("100k",), (1, 4), ROUTED, tokens=131_072, batch_size=16,
+                  variants=(("100k", "sbase", 4, 2, 0.5),)),
+    "cpu": Grid("cpu", ("100k", "200k", "400k"), (1, 4, 16, 64), ROUTED, tokens=8_388_608,
+                variants=(("200k", "sbase", 16, 2, 0.5), ("200k", "sbase", 16, 1, 1.0),
+                          ("200k", "hash", 16, 1, 1.0))),
+    # one size, E = 16, every router: does each router beat dense at one budget?
+    "routers": Grid("routers", ("100k",), (16,), ROUTED, tokens=8_388_608),
+    # sized by `routing-laws sweep --grid gpu --plan` to fit 8 minutes of one H200 (see routing_laws.plan)
+    # 153 steps of 256 x 512 = 20.05M tokens per run, 41 runs, N = 1.8M-6.3M (P up to 541M at E = 256)
+    "gpu": Grid("gpu", ("1.6M", "3M", "6M"), (1, 4, 16, 64, 256), ROUTED,
+                tokens=153 * 256 * 512, batch_size=256, seq_len=512, learning_rate=2e-3,
+                variants=(("3M", "sbase", 64, 2, 0.5), ("3M", "sbase", 64, 1, 1.0))),
 }
 
 SUMMARY_FIELDS = ("run_id", "status", "technique", "size", "N", "E", "K", "R", "P", "F", "B", "tokens", "loss",
                   "tokens_per_s", "wall_s", "dropped_frac", "reason")
 
 
-def get_profile(name: str) -> Profile:
-    if name not in PROFILES:
-        raise ValidationError("profile", f"unknown sweep profile {name!r}", "choose one of: " + ", ".join(PROFILES))
-    return PROFILES[name]
+def get_grid(name: str) -> Grid:
+    """The grid called ``name`` in ``GRIDS``."""
+    if name not in GRIDS:
+        raise ValidationError("--grid", f"unknown sweep grid {name!r}", "choose one of: " + ", ".join(GRIDS))
+    return GRIDS[name]
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -111,43 +144,157 @@ def select(runs: list[RunSpec], only: Iterable[str] | None = None, shard: tuple[
     if only:
         runs = [r for r in runs if any(o in r.run_id for o in only)]
         if not runs:
-            raise ValidationError("--only", f"{only} matches no run of this profile", "check the run ids with --list")
+            raise ValidationError("--only", f"{only} matches no run of this grid", "check the run ids with --list")
     i, n = shard
     return [r for k, r in enumerate(runs) if k % n == i]
 
 
-def runs_dir(profile: str, root: Path | None = None) -> Path:
-    return (root or repo_root() / "data" / "runs") / profile
+def runs_dir(grid: str, root: Path | None = None) -> Path:
+    """The records folder of a grid: ``data/runs/<grid>`` (or ``root/<grid>``)."""
+    return (root or io_utils.repo_root() / "data" / "runs") / grid
+
+
+# ----------------------------------------------------------------------------- records
+class RecordError(RoutingLawsError):
+    """A file in a records folder that is not a valid run record (the message starts with its name)."""
+
+
+def _strict_constant(name: str) -> Any:
+    raise ValueError(f"non-standard JSON number {name}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_record(rec: Any, stem: str) -> dict:
+    """Check that ``rec`` is a run record for the file ``<stem>.json``; return it or raise ``RecordError``.
+
+    Schema: a JSON object with ``run_id`` (== ``stem``, a safe id), ``status`` in {finished, failed} and
+    ``spec`` ({size, router, experts, top_k, routing_frequency, seed} whose ``run_id()`` is the run id).
+    A failed record adds ``reason`` (text). A finished record adds ``record_version``, a valid ``model``
+    config matching the spec, ``final_val_loss`` (finite), ``tokens`` (int > 0), ``accounting`` (N, P, F
+    ints > 0, B number), ``curve`` (list of {tokens, val_loss} with finite losses), ``wall_s`` (finite)
+    and ``tokens_per_s`` (finite or null).
+    """
+    def bad(problem: str) -> RecordError:
+        return RecordError(f"{stem}.json: {problem}")
+
+    if not isinstance(rec, dict):
+        raise bad(f"is a JSON {type(rec).__name__}, not a run record object")
+    rid = rec.get("run_id")
+    if not is_safe_run_id(rid):
+        raise bad(f"run_id {rid!r} is not a safe run id (letters, digits, '.', '_', '-')")
+    if rid != stem:
+        raise bad(f"holds run {rid!r}, not {stem!r}")
+    if rec.get("status") not in RECORD_STATUSES:
+        raise bad(f"unknown status {rec.get('status')!r} (expected one of {', '.join(RECORD_STATUSES)})")
+    spec = rec.get("spec")
+    keys = {"size": str, "router": str, "experts": int, "top_k": int, "routing_frequency": float, "seed": int}
+    if not isinstance(spec, dict) or set(keys) - set(spec):
+        raise bad(f"spec must hold {', '.join(keys)}")
+    for k, t in keys.items():
+        ok = isinstance(spec[k], str) if t is str else _is_int(spec[k]) if t is int else _is_num(spec[k])
+        if not ok:
+            raise bad(f"spec.{k} = {spec[k]!r} is not a {t.__name__}")
+    if run_id(**{k: spec[k] for k in keys}) != rid:
+        raise bad(f"spec {run_id(**{k: spec[k] for k in keys})!r} does not match the run id")
+    if rec["status"] == "failed":
+        if not isinstance(rec.get("reason"), str):
+            raise bad("a failed record needs a text 'reason'")
+        return rec
+    if rec.get("record_version") != train_lib.RECORD_VERSION:
+        raise bad(f"record_version {rec.get('record_version')!r} is not {train_lib.RECORD_VERSION}")
+    try:
+        model = model_from_dict(rec["model"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise bad(f"model config is invalid: {e}") from None
+    r = model.router
+    if (r.kind, r.n_experts, r.top_k) != (spec["router"], spec["experts"], spec["top_k"]) or (
+            r.routed and not math.isclose(r.routing_frequency, spec["routing_frequency"])):
+        raise bad("model config does not match the spec")
+    if not _is_num(rec.get("final_val_loss")):
+        raise bad(f"final_val_loss {rec.get('final_val_loss')!r} is not a finite number")
+    if not _is_int(rec.get("tokens")) or rec["tokens"] <= 0:
+        raise bad(f"tokens {rec.get('tokens')!r} is not a positive integer")
+    acct = rec.get("accounting")
+    if not isinstance(acct, dict) or not all(_is_int(acct.get(k)) and acct[k] > 0 for k in ("N", "P", "F")) \
+            or not _is_num(acct.get("B")):
+        raise bad("accounting must hold positive integers N, P, F and a number B")
+    curve = rec.get("curve")
+    if not isinstance(curve, list) or not all(isinstance(p, dict) and _is_num(p.get("val_loss"))
+                                              and _is_num(p.get("tokens")) for p in curve):
+        raise bad("curve must be a list of {tokens, val_loss} points with finite numbers")
+    if not _is_num(rec.get("wall_s")) or not (rec.get("tokens_per_s") is None or _is_num(rec["tokens_per_s"])):
+        raise bad("wall_s must be a finite number and tokens_per_s a finite number or null")
+    return rec
+
+
+def load_run_record(path: str | Path) -> dict:
+    """Read and validate one run record (strict UTF-8, strict JSON: no NaN; ``validate_record``)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RecordError(f"{path.name}: unreadable ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{path.name}: not UTF-8 text (byte {e.start})") from None
+    try:
+        rec = json.loads(text, parse_constant=_strict_constant)
+    except ValueError as e:
+        raise RecordError(f"{path.name}: not valid JSON ({e})") from None
+    return validate_record(rec, path.stem)
 
 
 def read_records(folder: Path) -> tuple[list[dict], list[str]]:
-    """All run records in ``folder`` and a list of problems (corrupt or foreign files are reported, never used)."""
-    from routing_laws.train import load_record
-
+    """All valid run records in ``folder`` and one problem line per invalid file (reported, never used)."""
     records, problems = [], []
     for path in sorted(Path(folder).glob("*.json")):
         try:
-            rec = json.loads(path.read_text())
-            if isinstance(rec, dict) and rec.get("status") == "failed" and "run_id" in rec:
-                records.append(rec)
-                continue
-            rec = load_record(path)
-            if rec.get("run_id") != path.stem:
-                raise RoutingLawsError(f"{path.name} holds run {rec.get('run_id')!r}, not {path.stem!r}")
-            records.append(rec)
-        except (RoutingLawsError, json.JSONDecodeError, OSError, ValidationError, TypeError) as e:
-            problems.append(f"{path.name}: {e}")
+            records.append(load_run_record(path))
+        except RecordError as e:
+            problems.append(str(e))
     return records, problems
+
+
+def record_status(path: Path) -> str:
+    """``missing``, ``finished``, ``failed``, or ``invalid`` for the record file at ``path``."""
+    if not path.exists():
+        return "missing"
+    try:
+        return load_run_record(path)["status"]
+    except RecordError:
+        return "invalid"
+
+
+def set_aside(path: Path) -> Path:
+    """Rename an invalid record to ``<name>.bad-<UTC time>`` (no reader looks at it) and return the new path."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    dest = path.with_name(f"{path.name}.bad-{stamp}")
+    k = 1
+    while dest.exists():
+        dest, k = path.with_name(f"{path.name}.bad-{stamp}-{k}"), k + 1
+    try:
+        path.rename(dest)
+    except OSError as e:
+        raise write_error("--out", dest, e) from None
+    return dest
 
 
 def summary_rows(records: list[dict]) -> list[dict]:
     rows = []
     for r in records:
         spec = r.get("spec", {})
-        row = {"run_id": r.get("run_id"), "status": r.get("status"), "technique": spec.get("router"),
-               "size": spec.get("size"), "E": spec.get("experts"), "K": spec.get("top_k"),
+        row = {"run_id": r.get("run_id"), "status": "dirty" if r.get("dirty_tree") else r.get("status"),
+               "technique": spec.get("router"), "size": spec.get("size"), "E": spec.get("experts"), "K": spec.get("top_k"),
                "R": spec.get("routing_frequency"), "reason": r.get("reason", "")}
-        if r.get("status") == "finished":
+        if r.get("status") == "finished":  # dirty ones too: numbers shown, status 'dirty' keeps them out of fits
             a = r["accounting"]
             row.update(N=a["N"], P=a["P"], F=a["F"], B=a["B"], tokens=r["tokens"], loss=r["final_val_loss"],
                        tokens_per_s=r["tokens_per_s"], wall_s=r["wall_s"],
@@ -167,7 +314,7 @@ def run_label(rec: dict) -> str:
 def _finished_records(records: list[dict]) -> list[dict]:
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise ValidationError("records", "must be a list of run records (dicts)", "use read_records(folder)")
-    return [r for r in records if r.get("status") == "finished"]
+    return [r for r in records if r.get("status") == "finished" and not r.get("dirty_tree")]
 
 
 def comparison_rows(records: list[dict]) -> list[dict]:
@@ -200,73 +347,117 @@ def curve_rows(records: list[dict]) -> list[dict]:
 
 
 def write_summary(folder: Path) -> Path:
+    """Rewrite ``folder/runs.csv`` from the folder's valid records (invalid files are left out)."""
     records, _ = read_records(folder)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
     w.writeheader()
     for row in sorted(summary_rows(records), key=lambda x: x["run_id"] or ""):
         w.writerow(row)
-    return atomic_write_text(Path(folder) / "runs.csv", buf.getvalue())
+    return io_utils.atomic_write_text(Path(folder) / "runs.csv", buf.getvalue())
 
 
-def _finished(path: Path) -> bool:
-    if not path.exists():
-        return False
+def check_clean_tree(allow_dirty: bool) -> bool:
+    """True when the checkout has uncommitted changes to tracked files; raise unless ``allow_dirty``."""
+    dirty = io_utils.git_commit().endswith("-dirty")
+    if dirty and not allow_dirty:
+        raise ValidationError("--allow-dirty", "the working tree has uncommitted changes to tracked files, and "
+                              "grid records must name the commit that made them",
+                              "commit or stash the changes, or pass --allow-dirty (such records are flagged "
+                              "'dirty_tree' and left out of runs.csv fits)")
+    return dirty
+
+
+def _train_one(grid: Grid, spec: RunSpec, dataset, out: Path, progress: bool, mesh, dirty: bool) -> dict:
+    """Train one run and return its record: finished, or failed with the reason (the grid goes on)."""
+    t0 = time.perf_counter()
+    base = {"run_id": spec.run_id, "spec": dict(spec.__dict__), "grid": grid.name}
+    if dirty:
+        base["dirty_tree"] = True
     try:
-        return json.loads(path.read_text()).get("status") == "finished"
-    except (OSError, json.JSONDecodeError):
+        router = RouterConfig(kind=spec.router, n_experts=spec.experts, top_k=spec.top_k,
+                              routing_frequency=spec.routing_frequency)
+        mcfg = model_config(spec.size, vocab_size=dataset.vocab_size, seq_len=grid.seq_len, router=router)
+        rec = train_lib.train(mcfg, grid.train_config(spec.seed), dataset, run_dir=out / ".checkpoints" / spec.run_id,
+                              progress=progress, name=spec.run_id, mesh=mesh)
+        rec.update(base)
+        if rec.get("status") != "finished":  # e.g. a diverged run the training loop marked failed
+            rec["status"] = "failed"
+            rec["reason"] = str(rec.get("reason") or "training did not finish")
+        return rec
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # record the failure (divergence, OOM, bad config, full disk) and go on
+        reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
+        return {**base, "status": "failed", "reason": reason, "wall_s": time.perf_counter() - t0,
+                "traceback": traceback.format_exc()[-4000:], "provenance": io_utils.provenance()}
+
+
+def _try_write(write: Callable[[], Any], path: Path, what: str, log: Callable[[str], None]) -> bool:
+    """Run ``write``; on a write error (full or read-only disk) log one line and return False."""
+    try:
+        write()
+        return True
+    except (OSError, RoutingLawsError) as e:
+        log(f"sweep: {what}: {e if isinstance(e, RoutingLawsError) else write_error('--out', path, e)}")
         return False
 
 
-def run_sweep(profile: str | Profile, *, only: Iterable[str] | None = None, shard: tuple[int, int] = (0, 1),
+def run_sweep(grid: str | Grid, *, only: Iterable[str] | None = None, shard: tuple[int, int] = (0, 1),
               out_dir: Path | None = None, corpus: str | None = None, progress: bool = True,
-              retry_failed: bool = False, mesh=None) -> dict:
-    """Run (or resume) every selected run of ``profile``; returns counts of done / skipped / failed runs.
-    ``mesh`` (``parallel.make_mesh``) is passed to every run's ``train``."""
-    from routing_laws import data as data_lib
-    from routing_laws import train as train_lib
+              retry_failed: bool = False, mesh=None, allow_dirty: bool = False,
+              log: Callable[[str], None] | None = None) -> dict:
+    """Run (or resume) every selected run of ``grid``; returns counts.
 
-    prof = get_profile(profile) if isinstance(profile, str) else profile
-    out = Path(out_dir) if out_dir is not None else runs_dir(prof.name)
-    out.mkdir(parents=True, exist_ok=True)
-    todo = select(prof.runs(), only, shard)
+    ``selected``; ``finished`` / ``failed``: trained now; ``skipped``: already recorded; ``set_aside``:
+    invalid records moved aside and re-trained; ``unwritten``: records a write error (full or read-only
+    disk) kept from the folder; ``failed_total``: selected runs whose record is failed after the sweep,
+    plus the unwritten ones (the CLI exits non-zero when it is not 0, on every re-run too).
+    ``mesh`` (``parallel.make_mesh``) is passed to every run's ``train``.
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    g = get_grid(grid) if isinstance(grid, str) else grid
+    if not isinstance(g, Grid):
+        raise ValidationError("grid", f"must be a grid name or a Grid, got {type(grid).__name__}",
+                              "choose one of: " + ", ".join(GRIDS))
+    out = check_output_path("--out", Path(out_dir) if out_dir is not None else runs_dir(g.name), is_dir=True)
+    todo = select(g.runs(), only, shard)
+    dirty = check_clean_tree(allow_dirty)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise write_error("--out", out, e) from None
     dataset = data_lib.get_dataset(corpus)
-    counts = {"selected": len(todo), "finished": 0, "skipped": 0, "failed": 0}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"sweep {prof.name}", unit="run", position=0)
+    counts = {"selected": len(todo), "finished": 0, "skipped": 0, "failed": 0, "set_aside": 0, "unwritten": 0}
+    bar = tqdm(total=len(todo), desc=f"sweep {g.name}", unit="run", position=0) if progress else None
     for spec in todo:
         path = out / f"{spec.run_id}.json"
-        if _finished(path) or (path.exists() and not retry_failed):
+        status = record_status(path)
+        if status == "invalid":
+            try:
+                load_run_record(path)
+            except RecordError as e:
+                log(f"sweep: invalid record {e}; moved to {set_aside(path).name}, training the run again")
+            counts["set_aside"] += 1
+        elif status == "finished" or (status == "failed" and not retry_failed):
             counts["skipped"] += 1
             if bar is not None:
                 bar.update(1)
             continue
-        t0 = time.perf_counter()
-        try:
-            router = RouterConfig(kind=spec.router, n_experts=spec.experts, top_k=spec.top_k,
-                                  routing_frequency=spec.routing_frequency)
-            mcfg = model_config(spec.size, vocab_size=dataset.vocab_size, seq_len=prof.seq_len, router=router)
-            rec = train_lib.train(mcfg, prof.train_config(spec.seed), dataset, run_dir=out / ".checkpoints" / spec.run_id,
-                                  progress=progress, name=spec.run_id, mesh=mesh)
-            rec.update(run_id=spec.run_id, spec=spec.__dict__, profile=prof.name)
-            atomic_write_json(path, rec)
+        rec = _train_one(g, spec, dataset, out, progress, mesh, dirty)
+        counts[rec["status"]] += 1
+        if not _try_write(lambda: io_utils.atomic_write_json(path, rec), path,
+                          f"{spec.run_id} ({rec['status']}) could not be recorded", log):
+            counts["unwritten"] += 1
+        elif not _try_write(lambda: write_summary(out), out / "runs.csv", "runs.csv could not be rewritten", log):
+            counts["unwritten"] += 1
+        if rec["status"] == "finished":
             shutil.rmtree(out / ".checkpoints" / spec.run_id, ignore_errors=True)
-            counts["finished"] += 1
-        except KeyboardInterrupt:
-            raise
-        except Exception as e:  # record the failure (NaN, OOM, bad config) and go on with the grid
-            reason = f"{type(e).__name__}: {e}".splitlines()[0][:500]
-            atomic_write_json(path, {"run_id": spec.run_id, "status": "failed", "reason": reason, "spec": spec.__dict__,
-                                     "profile": prof.name, "wall_s": time.perf_counter() - t0,
-                                     "traceback": traceback.format_exc()[-4000:], "provenance": provenance()})
-            counts["failed"] += 1
         if bar is not None:
             bar.update(1)
-        write_summary(out)
     if bar is not None:
         bar.close()
-    write_summary(out)
+    if not _try_write(lambda: write_summary(out), out / "runs.csv", "runs.csv could not be rewritten", log):
+        counts["unwritten"] += 1
+    counts["failed_total"] = sum(record_status(out / f"{s.run_id}.json") == "failed" for s in todo) + counts["unwritten"]
     return counts

@@ -1,0 +1,68 @@
+"""The grid plan: shapes, parameters, tokens and estimated time, without training (except the one small
+measured case), and the gpu grid sized to fit 8 minutes of one H200 by its own estimate."""
+
+import pytest
+
+from routing_laws import cli, plan, sweep
+from routing_laws.config import model_config
+from routing_laws.errors import ValidationError
+
+
+def test_gpu_grid_fits_the_budget_by_its_own_estimate():
+    rows = plan.plan_grid(sweep.get_grid("gpu"))
+    s = plan.plan_summary(rows)
+    assert s["runs"] >= 40 and s["E_max"] >= 256 and s["tokens_min"] >= 20_000_000
+    assert 1e6 <= s["N_min"] and s["N_max"] <= 25e6
+    assert s["total_s"] <= plan.GPU_BUDGET_S
+    assert [r.run_id for r in rows] == [r.run_id for r in sweep.get_grid("gpu").runs()]
+    assert all(r.compile_s > 0 and r.train_s > 0 for r in rows)
+
+
+def test_estimates_follow_the_anchors():
+    anchors = plan.load_anchors()
+    xs = [r["non_embedding_params"] for r in anchors["rows"]]
+    ys = [r["tokens_per_s"]["1"] for r in anchors["rows"]]
+    for x, y in zip(xs, ys):  # the interpolation goes through every anchor
+        assert plan._interp_loglog(x, xs, ys) == pytest.approx(y)
+    assert plan._interp_loglog(xs[0] / 2, xs, ys) > ys[0]  # smaller models are faster, also past the ends
+    assert plan._interp_loglog(xs[-1] * 2, xs, ys) < ys[-1]
+    factors = [plan.routed_factor(e, anchors) for e in (1, 4, 16, 64, 128, 256)]
+    assert factors[0] == 1.0 and all(a > b for a, b in zip(factors, factors[1:]))
+    r16 = sum(r["tokens_per_s"]["16"] / r["tokens_per_s"]["1"] for r in anchors["rows"]) / 3
+    assert plan.routed_factor(16, anchors) == pytest.approx(r16)
+
+
+def test_top_k_and_more_routed_layers_cost_more():
+    grid = sweep.Grid("p", ("3M",), (64,), ("sbase",), tokens=10**6, batch_size=8, seq_len=64,
+                      variants=(("3M", "sbase", 64, 2, 0.5), ("3M", "sbase", 64, 1, 1.0)))
+    dense, k1, k2, r1 = plan.plan_grid(grid)
+    assert dense.train_s < k1.train_s < k2.train_s and k1.train_s < r1.train_s
+    assert k1.N == dense.N and k1.P_non_embedding > dense.P_non_embedding
+
+
+def test_plan_command_prints_the_total_and_its_source(capsys):
+    assert cli.main(["sweep", "--grid", "gpu", "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "estimate source: no accelerator" in out and "gpu-anchors.md" in out
+    assert out.count("-s0 ") == len(sweep.get_grid("gpu").runs())
+    assert "total:" in out.splitlines()[-1] and "min" in out.splitlines()[-1]
+
+
+def test_measured_rates_are_used_when_given(tiny_data):
+    grid = sweep.Grid("m", ("100k",), (1, 4), ("hash",), tokens=2 * 16 * 4, batch_size=2, seq_len=16)
+    measured = plan.measure_sizes(grid, tiny_data, steps=3)
+    tps, compile_s = measured["100k"]
+    assert tps > 0 and compile_s >= 0
+    rows = plan.plan_grid(grid, vocab_size=tiny_data.vocab_size, measured=measured)
+    assert rows[0].tokens_per_s == tps and rows[0].compile_s == compile_s
+    assert rows[1].tokens_per_s < tps  # routed: slowed by the anchors' ratio
+
+
+def test_step_memory_refuses_impossible_batches():
+    cfg = model_config("100k")
+    assert plan.step_memory_bytes(cfg, 64) > plan.step_memory_bytes(cfg, 32) > 0
+    with pytest.raises(ValidationError, match="--batch-size"):
+        plan.check_step_memory("--batch-size", cfg, 10**9)
+    plan.check_step_memory("--batch-size", cfg, 32)
+    with pytest.raises(ValidationError, match="grid"):
+        plan.plan_grid("gpu")
