@@ -1,7 +1,7 @@
 """Tokenizer, cached token streams, train/validation split and batches for language-model training.
 
 A corpus (the assembled composite, the committed sample, or any text file/folder) is split into
-train/validation units (``corpus.split_train_val``), encoded once with the committed byte-level BPE,
+train/validation units (``corpus_text.split_train_val``), encoded once with the committed byte-level BPE,
 documents joined by the end-of-text token, and cached as two uint16 arrays keyed by the corpus
 content hash and the tokenizer hash, so training never re-tokenizes.
 
@@ -29,7 +29,7 @@ try:  # optional: an identical, faster encoder for whole corpora
 except ImportError:  # pragma: no cover
     tiktoken = None
 
-from routing_laws.corpus import VAL_FRAC, Doc, read_jsonl, split_sections, split_train_val
+from routing_laws.corpus_text import VAL_FRAC, Doc, read_jsonl, split_sections, split_train_val
 from routing_laws.errors import ValidationError, check_int
 from routing_laws.io_utils import atomic_write_json, repo_root
 

@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from routing_laws import corpus, data
+from routing_laws import corpus, corpus_text, data
 from routing_laws.commands import float_arg, int_arg
 from routing_laws.errors import ValidationError, check_float, check_int, check_output_path
 from routing_laws.io_utils import atomic_write_json
@@ -28,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="download/unpack cache, reused across runs (default: .cache/corpus)")
     parser.add_argument("--sources", nargs="+", metavar="NAME", choices=corpus.SOURCE_NAMES,
                         help="only these sources (default: all): " + ", ".join(corpus.SOURCE_NAMES))
-    parser.add_argument("--val-frac", type=float_arg(), default=corpus.VAL_FRAC,
-                        help=f"validation share of every source's characters (default: {corpus.VAL_FRAC})")
+    parser.add_argument("--val-frac", type=float_arg(), default=corpus_text.VAL_FRAC,
+                        help=f"validation share of every source's characters (default: {corpus_text.VAL_FRAC})")
     parser.add_argument("--train-tokenizer", action="store_true",
                         help="train the byte-level BPE on the train split and write it to --tokenizer-out")
     parser.add_argument("--vocab-size", type=int_arg(), default=data.DEFAULT_VOCAB_SIZE,
