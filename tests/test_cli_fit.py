@@ -193,14 +193,20 @@ def test_repeat_seeds_are_separate_runs_but_a_copied_line_is_refused(tmp_path, c
 
 
 @pytest.mark.parametrize("target, phrase", [
-    (lambda d: d, "is a directory"),
-    (lambda d: d / "no" / "such" / "fit.json", "does not exist"),
-    (lambda d: (d / "file.txt", (d / "file.txt").write_text("x"))[0] / "fit.json", "is a file, not a folder"),
+    (lambda d: d, "is a folder"),
+    (lambda d: (d / "file.txt", (d / "file.txt").write_text("x"))[0] / "fit.json", "which is a file"),
 ])
 def test_the_json_target_is_checked_before_any_fitting(tmp_path, capsys, target, phrase):
     src = write_runs(tmp_path / "runs.csv")
     err = _one_line_error(capsys, ["fit", str(src), "--bootstrap", "0", "--json", str(target(tmp_path))])
     assert "--json" in err and phrase in err
+
+
+def test_a_json_target_in_a_missing_folder_is_created(tmp_path, capsys):
+    src = write_runs(tmp_path / "runs.csv")
+    out = tmp_path / "new" / "folder" / "fit.json"
+    assert main(["fit", str(src), "--bootstrap", "0", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())
 
 
 def test_an_unwritable_json_target_is_refused_before_fitting(tmp_path, capsys):

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from routing_laws import laws, paper
-from routing_laws.errors import RoutingLawsError, ValidationError, check_int
+from routing_laws.errors import RoutingLawsError, ValidationError, check_int, check_output_path
 from routing_laws.io_utils import atomic_write_json
 
 HELP = "fit the routed scaling law (Eq. 1) to a CSV of runs, or to the paper's raw runs ('clark')"
@@ -180,20 +180,6 @@ def load_tables(path: str, loss_column: str | None) -> tuple[dict, bool]:
     return out, False
 
 
-def check_json_out(path: str) -> Path:
-    """``--json``'s target, checked before any fitting: not a folder, under an existing folder, writable."""
-    p = Path(path)
-    if p.is_dir():
-        raise ValidationError("--json", f"{path} is a directory", "name a file, e.g. fit.json")
-    parent = p.parent
-    if not parent.is_dir():
-        raise ValidationError("--json", f"the folder {parent} does not exist" if not parent.exists()
-                              else f"{parent} is a file, not a folder", "create the folder or choose another path")
-    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise ValidationError("--json", f"{path} is not writable", "fix its permissions or choose another path")
-    return p
-
-
 def _select(tables: dict, wanted, is_clark: bool) -> dict:
     if not wanted:
         return tables
@@ -226,7 +212,7 @@ def _g(x: float) -> str:
 def run(args) -> int:
     boot = check_int("--bootstrap", args.bootstrap, min_value=0, max_value=laws.MAX_BOOTSTRAP)
     seed = check_int("--seed", args.seed, min_value=0)
-    json_out = check_json_out(args.json) if args.json else None  # before any reading or fitting
+    json_out = check_output_path("--json", args.json) if args.json else None  # before any reading or fitting
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", paper.RunsChecksumWarning)
         tables, is_clark = load_tables(args.path, args.loss_column)
