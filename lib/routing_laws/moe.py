@@ -55,6 +55,16 @@ def _gelu(x):
     return jax.nn.gelu(x, approximate=True)
 
 
+def fan_in_init(*fan_in_axes: int, scale: float = 1.0) -> hk.initializers.Initializer:
+    """Truncated-normal init with std sqrt(scale / fan-in), the fan-in being the product of ``fan_in_axes``.
+
+    A weight's fan-in is its contraction axis. Haiku's default for a tensor of more than two axes
+    treats every leading axis as a convolution's receptive field (fan-in = prod(shape[:-1])), which
+    would make each expert of ``w_in [E, D, F]`` sqrt(E) too small; naming the axes avoids it.
+    """
+    return hk.initializers.VarianceScaling(scale, "fan_in", "truncated_normal", fan_in_axes=fan_in_axes)
+
+
 def slot_positions(expert_idx_TK: jax.Array, n_experts: int) -> jax.Array:
     """Position of each token-slot inside its expert's queue ([T, K] int32), choice-major priority."""
     T, K = expert_idx_TK.shape
@@ -149,8 +159,8 @@ class DenseFFN(hk.Module):
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
         D = x_BTD.shape[-1]
         F = self.d_ff or 4 * D
-        w_in = hk.get_parameter("w_in", [D, F], init=hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal"))
-        w_out = hk.get_parameter("w_out", [F, D], init=hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal"))
+        w_in = hk.get_parameter("w_in", [D, F], init=fan_in_init(0))
+        w_out = hk.get_parameter("w_out", [F, D], init=fan_in_init(0))
         return _gelu(x_BTD @ w_in.astype(x_BTD.dtype)) @ w_out.astype(x_BTD.dtype)
 
 
@@ -181,16 +191,15 @@ class RoutedFFN(hk.Module):
         if D != self.cfg.d_model:
             raise ValidationError("x_BTD", f"last dim {D} != d_model {self.cfg.d_model}")
         E, F, rc = self.rcfg.n_experts, self.cfg.d_ff, self.rcfg
-        init = hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")
-        w_in = hk.get_parameter("w_in", [E, D, F], init=init)
-        w_out = hk.get_parameter("w_out", [E, F, D], init=init)
+        w_in = hk.get_parameter("w_in", [E, D, F], init=fan_in_init(1))  # each expert contracts over D
+        w_out = hk.get_parameter("w_out", [E, F, D], init=fan_in_init(1))  # ... and over F
         x_TD = x_BTD.reshape(B * T, D)
         if rc.kind == "hash":
             out = routers.hash_route(jnp.reshape(token_ids_BT, (B * T,)), rc, self.table)
         else:
             # small router init: routing starts near-uniform (Switch/MaxText practice)
             w_router = hk.get_parameter("w_router", [D, E], jnp.float32,
-                                        init=hk.initializers.VarianceScaling(0.1, "fan_in", "truncated_normal"))
+                                        init=fan_in_init(0, scale=0.1))
             detach = rc.kind == "rlr" and rc.rlr_detach_input
             x_in_TD = jax.lax.stop_gradient(x_TD) if detach else x_TD  # RL-R: policy terms train the router only
             logits_TE = x_in_TD.astype(jnp.float32) @ w_router.astype(jnp.float32)
