@@ -47,7 +47,7 @@ def _train_step(layer: Callable) -> Callable:
 
 def dense_layer(params, x_TD):
     w_in, w_out = params
-    return moe._gelu(x_TD @ w_in) @ w_out
+    return moe.gelu(x_TD @ w_in) @ w_out
 
 
 def routed_layer(cfg: RouterConfig, capacity_: int, table=None) -> Callable:

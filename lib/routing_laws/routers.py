@@ -18,6 +18,15 @@ Choices (documented in the book, 'Routing networks'):
   as ``aux_loss``.
 - HASH: a seeded random permutation of the vocabulary dealt round-robin to experts (every expert owns
   floor or ceil of V/E ids), or, given token counts, a greedy frequency-balanced table; gate 1.
+
+Router metrics (``RouterOutput.metrics``, float32 scalars): ``router_entropy``, the mean entropy of
+softmax(logits) (0 for HASH), and ``argmax_agreement``, the share of tokens whose first choice is the
+plain argmax of the logits on the same batch (S-BASE in training: how often the Sinkhorn plan keeps the
+router's own preference, i.e. how close evaluation routing is to training routing; RL-R in training:
+how often the sample is the mode; 1 for HASH and for argmax evaluation).
+
+The S-BASE balance study at the end (``sbase_balance``) compares Sinkhorn over the whole batch with
+Sinkhorn per data shard of a device mesh, on the same logits.
 """
 
 from __future__ import annotations
@@ -27,9 +36,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from routing_laws.config import RouterConfig
 from routing_laws.errors import ValidationError, check_int
+from routing_laws.mesh import DATA, check_mesh
 
 
 class RouterOutput(NamedTuple):
@@ -38,7 +49,7 @@ class RouterOutput(NamedTuple):
     aux_loss: jax.Array  # scalar, already weighted, added to the LM loss
     logprob_T: jax.Array  # log-prob of the chosen expert under the RL-R policy (zeros otherwise)
     entropy_T: jax.Array  # RL-R policy entropy per token (zeros otherwise)
-    metrics: dict  # router_entropy: mean entropy of softmax(logits) (0 for HASH)
+    metrics: dict  # router_entropy, argmax_agreement (module docstring)
 
 
 def _check_logits(logits_TE, cfg: RouterConfig) -> jax.Array:
@@ -50,6 +61,12 @@ def _check_logits(logits_TE, cfg: RouterConfig) -> jax.Array:
         raise ValidationError("logits_TE", f"has {logits_TE.shape[1]} experts, config says {cfg.n_experts}",
                               "project to n_experts logits")
     return jnp.asarray(logits_TE, jnp.float32)
+
+
+def _agreement(expert_idx_TK: jax.Array, logits_TE: jax.Array) -> jax.Array:
+    """Share of tokens whose first choice is the argmax of ``logits_TE`` (float32 scalar)."""
+    argmax_T = jnp.argmax(jax.lax.stop_gradient(logits_TE), axis=-1)
+    return jnp.mean((expert_idx_TK[:, 0] == argmax_T).astype(jnp.float32))
 
 
 def _mean_entropy(logits_TE: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -118,8 +135,9 @@ def sbase_route(logits_TE, cfg: RouterConfig, *, is_training: bool) -> RouterOut
     _, expert_idx_TK = jax.lax.top_k(score_TE, cfg.top_k)
     gate_TK = jnp.take_along_axis(jnp.exp(logp_TE), expert_idx_TK, axis=-1)
     zeros_T = jnp.zeros(logits_TE.shape[:1], jnp.float32)
-    return RouterOutput(expert_idx_TK.astype(jnp.int32), gate_TK, jnp.zeros((), jnp.float32), zeros_T, zeros_T,
-                        {"router_entropy": jnp.mean(entropy_T)})
+    expert_idx_TK = expert_idx_TK.astype(jnp.int32)
+    return RouterOutput(expert_idx_TK, gate_TK, jnp.zeros((), jnp.float32), zeros_T, zeros_T,
+                        {"router_entropy": jnp.mean(entropy_T), "argmax_agreement": _agreement(expert_idx_TK, logits_TE)})
 
 
 # ------------------------------------------------------------------------------------------------ RL-R
@@ -149,7 +167,7 @@ def rlr_route(logits_TE, cfg: RouterConfig, *, is_training: bool, rng: jax.Array
     aux = cfg.rlr_balance_coef * switch_balance_loss(jnp.exp(logp_TE), expert_T) if is_training else jnp.zeros(())
     gate_TK = jnp.ones((logits_TE.shape[0], 1), jnp.float32)
     return RouterOutput(expert_T[:, None], gate_TK, jnp.asarray(aux, jnp.float32), logprob_T, entropy_T,
-                        {"router_entropy": jnp.mean(entropy_T)})
+                        {"router_entropy": jnp.mean(entropy_T), "argmax_agreement": _agreement(expert_T[:, None], logits_TE)})
 
 
 def _loo_baseline(reward_BT, mask_BT) -> jax.Array:
@@ -277,7 +295,7 @@ def hash_route(token_ids_T, cfg: RouterConfig, table) -> RouterOutput:
     T = ids_T.shape[0]
     zeros_T = jnp.zeros((T,), jnp.float32)
     return RouterOutput(expert_T[:, None], jnp.ones((T, 1), jnp.float32), jnp.zeros((), jnp.float32), zeros_T,
-                        zeros_T, {"router_entropy": jnp.zeros((), jnp.float32)})
+                        zeros_T, {"router_entropy": jnp.zeros((), jnp.float32), "argmax_agreement": jnp.ones((), jnp.float32)})
 
 
 def route(cfg: RouterConfig, *, logits_TE=None, token_ids_T=None, is_training: bool, rng=None, table=None) -> RouterOutput:
@@ -293,3 +311,48 @@ def route(cfg: RouterConfig, *, logits_TE=None, token_ids_T=None, is_training: b
             raise ValidationError("hash_table", "HASH routing needs a table", "pass hash_table(V, E, seed)")
         return hash_route(token_ids_T, cfg, table)
     raise ValidationError("router.kind", f"{cfg.kind!r} is not a routed router", "use sbase, rlr or hash")
+
+
+# ------------------------------------------------------------------------ S-BASE: global vs per shard
+
+def sbase_choice(logits_TE, cfg: RouterConfig) -> jax.Array:
+    """Top-1 expert [T] of the Sinkhorn plan over the tokens given (what S-BASE does in training)."""
+    return sbase_route(logits_TE, cfg, is_training=True).expert_idx_TK[:, 0]
+
+
+def sbase_per_shard(logits_TE, cfg: RouterConfig, mesh: Mesh) -> jax.Array:
+    """Experts [T] when every data shard balances only its own tokens (``shard_map`` over 'data'); the
+    alternative to the default global balance, kept for measurement."""
+    check_mesh(mesh)
+    # check_vma=False: Sinkhorn's loop starts from an unvarying carry; each shard's loop is purely local
+    fn = jax.shard_map(lambda z: sbase_choice(z, cfg), mesh=mesh, in_specs=P(DATA), out_specs=P(DATA), check_vma=False)
+    return jax.jit(fn)(jax.device_put(logits_TE, NamedSharding(mesh, P(DATA))))
+
+
+def balance_stats(expert_T, logits_TE, n_experts: int, n_shards: int) -> dict:
+    """max/mean load over the whole batch, the worst shard's max/mean load, and the share of tokens sent to
+    their highest-logit expert (how much balancing overrode the router's preference)."""
+    e = np.asarray(expert_T)
+    n_experts = check_int("n_experts", n_experts, min_value=1)
+    n_shards = check_int("n_shards", n_shards, min_value=1)
+    if e.ndim != 1 or e.size % n_shards:
+        raise ValidationError("expert_T", f"must be 1-d with a length divisible by {n_shards} shards, got {e.shape}")
+    loads = np.bincount(e, minlength=n_experts) / e.size
+    per = [np.bincount(s, minlength=n_experts) / s.size for s in np.split(e, n_shards)]
+    return {"max_over_mean": float(loads.max() * n_experts),
+            "worst_shard_max_over_mean": float(max(p.max() for p in per) * n_experts),
+            "top1_agreement": float(np.mean(e == np.argmax(np.asarray(logits_TE), axis=-1)))}
+
+
+def sbase_balance(logits_TE, cfg: RouterConfig, mesh: Mesh) -> dict:
+    """Balance of S-BASE over the global batch (the default, computed under jit with tokens split over
+    'data') vs per data shard, on the same logits: {'global': stats, 'per_shard': stats}."""
+    check_mesh(mesh)
+    S = mesh.shape[DATA]
+    if logits_TE.shape[0] % S:
+        raise ValidationError("logits_TE", f"{logits_TE.shape[0]} tokens do not split over {S} data shards")
+    sharded = jax.device_put(logits_TE, NamedSharding(mesh, P(DATA)))
+    glob = jax.jit(lambda z: sbase_choice(z, cfg))(sharded)
+    local = sbase_per_shard(logits_TE, cfg, mesh)
+    return {"global": balance_stats(glob, logits_TE, cfg.n_experts, S),
+            "per_shard": balance_stats(local, logits_TE, cfg.n_experts, S)}
