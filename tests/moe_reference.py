@@ -1,8 +1,7 @@
-"""Slow, obvious references that the fast paths of ``routing_laws`` are tested against.
+"""The slow, obvious routed FFN that the fast paths of ``routing_laws.moe`` are tested against.
 
-``routed_ffn_reference``: the routed FFN as a Python loop over experts (MaxText keeps its loop
-reference in its MoE test the same way). ``sinkhorn_reference``: plain alternating row/column
-normalisation of exp(z / tau) in numpy float64, sweep after sweep, with no early stop.
+``routed_ffn_reference`` is the routed FFN as a Python loop over experts (MaxText keeps its loop
+reference beside its MoE test the same way). The Sinkhorn reference lives in test_routers.py.
 """
 
 from __future__ import annotations
@@ -29,25 +28,3 @@ def routed_ffn_reference(x_TD, w_in_EDF, w_out_EFD, expert_idx_TK, gate_TK, capa
     weight_ET = jnp.einsum("tke,tk->et", jnp.asarray(onehot_TKE), gate_TK)
     out_ETD = jnp.einsum("etf,efd->etd", moe.gelu(jnp.einsum("td,edf->etf", x_TD, w_in_EDF)), w_out_EFD)
     return jnp.einsum("etd,et->td", out_ETD, weight_ET), jnp.asarray(kept)
-
-
-def _lse(a, axis):
-    m = a.max(axis=axis, keepdims=True)
-    return (np.log(np.exp(a - m).sum(axis=axis, keepdims=True)) + m).squeeze(axis)
-
-
-def sinkhorn_reference(z_TE, temperatures) -> np.ndarray:
-    """log of the plan after one sweep per temperature, in float64: each sweep makes every row of
-    exp((z + u + v) / tau) sum to 1 (solve for u), then every column sum to T / E (solve for v); the
-    potentials u, v are in logit units, so v carries over when tau changes. ``z_TE`` is already
-    standardised. Returns (z + u + v) / tau at the last temperature, rows normalised last."""
-    z = np.asarray(z_TE, np.float64)
-    T, E = z.shape
-    taus = [float(t) for t in temperatures]
-    v = np.zeros(E)
-    for tau in taus:
-        u = -tau * _lse((z + v[None, :]) / tau, axis=1)
-        v = tau * np.log(T / E) - tau * _lse((z + u[:, None]) / tau, axis=0)
-    tau = taus[-1]
-    u = -tau * _lse((z + v[None, :]) / tau, axis=1)
-    return (z + u[:, None] + v[None, :]) / tau

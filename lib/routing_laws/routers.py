@@ -7,8 +7,9 @@ Shape glossary: T tokens routed together (batch x sequence, flattened), E expert
 token, V vocabulary. All router math is float32 whatever the model's compute dtype.
 
 Choices (documented in the book, 'Routing networks'):
-- S-BASE: log-space Sinkhorn at temperature ``tau`` with a fixed number of iterations over the tokens
-  of the batch, no gradient through it; expert = top-K of the balanced plan; gate = softmax(logits)
+- S-BASE: log-space Sinkhorn at temperature ``tau`` over the tokens of the batch, annealed, stopped once
+  every expert's share of the plan is within ``SINKHORN_TOL`` of 1/E (at most ``sinkhorn_iters``
+  sweeps), no gradient through it; expert = top-K of the balanced plan; gate = softmax(logits)
   probability of each chosen expert (not renormalised over the K). Evaluation uses plain top-K of the
   logits (causal); ``sbase_balanced_eval`` balances the evaluation batch too, which lets a token's
   expert depend on other positions, the future included.
@@ -88,38 +89,67 @@ def standardize_logits(logits_TE) -> jax.Array:
     return z_TE / (jnp.sqrt(jnp.mean(jnp.square(z_TE))) + 1e-6)
 
 
+SINKHORN_ANNEAL_SWEEPS = 10  # geometric temperature steps from max(1, tau) down to tau (at most half the sweeps)
+SINKHORN_TOL = 0.02  # training stops sweeping once every expert's share is within 2 % of T / E
+
+
 def sinkhorn_temperatures(n_iters: int, temperature: float) -> np.ndarray:
-    """Per-sweep temperatures: geometric from max(1, tau) down to tau over the first half, then tau.
+    """Per-sweep temperatures: geometric from max(1, tau) down to tau over the first
+    min(n_iters // 2, SINKHORN_ANNEAL_SWEEPS) sweeps, then tau.
 
     Annealing (epsilon scaling) reaches a low-temperature plan in far fewer sweeps than starting cold.
     """
-    n1 = n_iters // 2
+    n1 = min(n_iters // 2, SINKHORN_ANNEAL_SWEEPS)
     hot = np.geomspace(max(1.0, temperature), temperature, n1) if n1 else np.zeros(0)
     return np.concatenate([hot, np.full(n_iters - n1, temperature)]).astype(np.float32)
 
 
-def sinkhorn_log(logits_TE, n_iters: int, temperature: float) -> jax.Array:
-    """Log of the balanced plan after ``n_iters`` annealed Sinkhorn sweeps on standardised logits.
+def sinkhorn_log(logits_TE, n_iters: int, temperature: float, tol: float = 0.0) -> jax.Array:
+    """Log of the balanced plan after at most ``n_iters`` annealed Sinkhorn sweeps on standardised logits.
 
-    Sweeps alternate a row step (each token's row sums to 1) and a column step (each expert's column
-    sums to T/E); potentials are kept in logit units so the temperature can change between sweeps.
-    The result is ``(z + u + v) / tau``; only the column potentials ``v`` change a token's ranking
-    of experts. ``n_iters = 0`` gives the plain logits' ranking. No gradient flows through it.
+    A sweep makes every row of exp((z + u + v) / tau) sum to 1 and then every column sum to T/E. Both
+    steps share one exponential: with p = softmax((z + v) / tau) over experts (the row step), the column
+    step is v <- v - tau * log(s), s_E = sum_T p / (T/E) the experts' shares of the row-normalised plan.
+    Potentials are in logit units so the temperature can change between sweeps. With ``tol > 0`` the
+    sweeps stop, once annealing is over, as soon as max_E |s_E - 1| <= tol (``lax.while_loop``); ``tol =
+    0`` runs all ``n_iters``. The result is ``(z + u + v) / tau``; only the column potentials ``v`` change a
+    token's ranking of experts. ``n_iters = 0`` gives the plain logits' ranking. No gradient flows through it.
     """
-    check_int("sinkhorn_iters", n_iters, min_value=0)
+    n_iters = check_int("sinkhorn_iters", n_iters, min_value=0)
     if not temperature > 0:
         raise ValidationError("sinkhorn_temperature", f"must be > 0, got {temperature}")
+    if not (isinstance(tol, (int, float)) and 0 <= tol < 1):
+        raise ValidationError("tol", f"must be a number in [0, 1), got {tol!r}")
     z_TE = standardize_logits(logits_TE)
     T, E = z_TE.shape
-    log_col = jnp.log(jnp.float32(T) / E)
-    taus = jnp.asarray(sinkhorn_temperatures(n_iters, temperature))
+    col = jnp.float32(T) / E
+    taus_np = sinkhorn_temperatures(n_iters, temperature)
+    n_anneal = min(n_iters // 2, SINKHORN_ANNEAL_SWEEPS)
+    taus = jnp.asarray(taus_np if n_iters else np.full(1, temperature, np.float32))
 
     def sweep(i, v_E):
         t = taus[i]
-        u_T = -t * jax.nn.logsumexp((z_TE + v_E[None, :]) / t, axis=1)
-        return t * log_col - t * jax.nn.logsumexp((z_TE + u_T[:, None]) / t, axis=0)
+        a_TE = (z_TE + v_E[None, :]) / t
+        p_TE = jnp.exp(a_TE - jnp.max(a_TE, axis=1, keepdims=True))
+        p_TE = p_TE / jnp.sum(p_TE, axis=1, keepdims=True)
+        share_E = jnp.sum(p_TE, axis=0) / col
+        # a share that underflowed to 0 moves its potential a bounded step up, not to infinity
+        return v_E - t * jnp.log(jnp.maximum(share_E, 1e-30)), jnp.max(jnp.abs(share_E - 1.0))
 
-    v_E = jax.lax.fori_loop(0, n_iters, sweep, jnp.zeros((E,), jnp.float32))
+    v0 = jnp.zeros((E,), jnp.float32)
+    if tol > 0 and n_iters:
+        def cond(carry):
+            i, _, err = carry
+            return (i < n_iters) & ((i <= n_anneal) | (err > tol))
+
+        def body(carry):
+            i, v_E, _ = carry
+            v_E, err = sweep(i, v_E)
+            return i + 1, v_E, err
+
+        _, v_E, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), v0, jnp.float32(jnp.inf)))
+    else:
+        v_E = jax.lax.fori_loop(0, n_iters, lambda i, v: sweep(i, v)[0], v0)
     u_T = -temperature * jax.nn.logsumexp((z_TE + v_E[None, :]) / temperature, axis=1)
     return jax.lax.stop_gradient((z_TE + u_T[:, None] + v_E[None, :]) / temperature)
 
@@ -129,7 +159,7 @@ def sbase_route(logits_TE, cfg: RouterConfig, *, is_training: bool) -> RouterOut
     logits_TE = _check_logits(logits_TE, cfg)
     logp_TE, entropy_T = _mean_entropy(logits_TE)
     if is_training or cfg.sbase_balanced_eval:
-        score_TE = sinkhorn_log(logits_TE, cfg.sinkhorn_iters, cfg.sinkhorn_temperature)
+        score_TE = sinkhorn_log(logits_TE, cfg.sinkhorn_iters, cfg.sinkhorn_temperature, tol=SINKHORN_TOL)
     else:
         score_TE = jax.lax.stop_gradient(logits_TE)
     _, expert_idx_TK = jax.lax.top_k(score_TE, cfg.top_k)
