@@ -3,6 +3,7 @@
 import json
 
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from routing_laws import bench
@@ -58,3 +59,41 @@ def test_cli_writes_json(tmp_path, capsys):
     assert data["rows"][0]["n_experts"] == 2 and "commit" in data["provenance"]
     assert "vs_dense" in capsys.readouterr().out
     assert main(["bench", "layer", "--e", "0", "--d", "8", "--out", str(out)]) == 2
+
+
+def test_train_bench_rows_and_ratios():
+    res = bench.train_bench(["100k"], [4], ["dense", "sbase", "rlr", "hash"], batch_size=2, seq_len=16, vocab_size=64,
+                            steps=2, repeats=1)
+    rows = {r["router"]: r for r in res["rows"]}
+    assert set(rows) == {"dense", "sbase", "rlr", "hash"} and rows["dense"]["n_experts"] == 1
+    assert res["matmul_ceiling"]["gflops"] > 0 and res["provenance"]["backend"]
+    for r in rows.values():
+        assert r["tokens_per_s"] == pytest.approx(2 * 16 / (r["step_ms"] / 1e3))
+        assert r["vs_dense"] == pytest.approx(r["tokens_per_s"] / rows["dense"]["tokens_per_s"])
+        assert r["compile_s"] > 0 and r["gflops"] > 0 and np.isfinite(r["final_loss"])
+        assert ("sinkhorn_share" in r) == (r["router"] == "sbase")
+    assert "| 100k | sbase | 4 |" in bench.format_train_table(res)
+
+
+@pytest.mark.parametrize("kw,field", [({"sizes": ["7B"]}, "size"), ({"experts": [0]}, "n_experts"),
+                                      ({"routers_": ["moe"]}, "router"), ({"batch_size": 0}, "batch_size"),
+                                      ({"steps": 0}, "steps"), ({"steps": 10 ** 6}, "steps"),
+                                      ({"repeats": 0}, "repeats"), ({"experts": 16}, "experts")])
+def test_train_bench_validates_before_any_work(monkeypatch, kw, field):
+    def no_work(*a, **k):
+        raise AssertionError("measured before validating")
+
+    monkeypatch.setattr(bench, "matmul_ceiling", no_work)
+    with pytest.raises(ValidationError, match=field):
+        bench.train_bench(**kw)
+
+
+def test_cli_bench_train_writes_json(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    rc = main(["bench", "train", "--routers", "dense", "hash", "--e", "2", "--batch", "2", "--steps", "1",
+               "--repeats", "1", "--out", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert [r["router"] for r in data["rows"]] == ["dense", "hash"] and "commit" in data["provenance"]
+    assert "tokens/s" in capsys.readouterr().out
+    assert main(["bench", "train", "--sizes", "nope", "--out", str(out)]) == 2

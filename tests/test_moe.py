@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from routing_laws import moe
+from moe_reference import routed_ffn_reference
+from routing_laws import mesh, moe, routers
 from routing_laws.config import ModelConfig, RouterConfig
 from routing_laws.errors import ValidationError
 
@@ -42,7 +43,7 @@ def test_fast_path_matches_reference_outputs_and_gradients(E, K, cf, skew):
         return moe.routed_ffn_apply(x, a, b, jnp.asarray(idx_np), g, C)
 
     def ref(x, a, b, g):
-        return moe.routed_ffn_reference(x, a, b, idx_np, g, C)
+        return routed_ffn_reference(x, a, b, idx_np, g, C)
 
     y, kept = jax.jit(fast)(x, w_in, w_out, gate)
     y_ref, kept_ref = jax.jit(ref)(x, w_in, w_out, gate)
@@ -85,13 +86,30 @@ def test_capacity_rounding_and_errors():
         moe.capacity(10, 0, 1, 1.0)
 
 
-def test_metrics_count_load_and_drops():
+def test_metrics_count_load_drops_and_kept_gates():
     idx = jnp.asarray([[0], [0], [0], [1]], jnp.int32)
     kept = jnp.asarray([[True], [True], [False], [True]])
-    m = moe.routing_metrics(idx, kept, 4, 0.5)
+    gate = jnp.asarray([[0.2], [0.4], [0.9], [0.6]])
+    m = moe.routing_metrics(idx, kept, gate, 4, {"router_entropy": 0.5, "argmax_agreement": 0.75})
     np.testing.assert_allclose(np.asarray(m["load_E"]), [0.75, 0.25, 0, 0])
     assert float(m["dropped_frac"]) == pytest.approx(0.25)
     assert float(m["max_over_mean_load"]) == pytest.approx(3.0)
+    assert float(m["mean_gate"]) == pytest.approx(0.4)  # the dropped slot's 0.9 is not counted
+    assert float(m["router_entropy"]) == pytest.approx(0.5) and float(m["argmax_agreement"]) == 0.75
+    with pytest.raises(ValidationError, match="argmax_agreement"):
+        moe.routing_metrics(idx, kept, gate, 4, {"router_entropy": 0.5})
+
+
+def test_mean_routing_metrics_averages_layers_and_stacks_loads():
+    a = {"load_E": jnp.asarray([1.0, 0.0]), "dropped_frac": jnp.float32(0.5), "mean_gate": jnp.float32(1.0)}
+    b = {"load_E": jnp.asarray([0.5, 0.5]), "dropped_frac": jnp.float32(0.0), "mean_gate": jnp.float32(0.5)}
+    m = moe.mean_routing_metrics([a, b])
+    np.testing.assert_allclose(np.asarray(m["load_LE"]), [[1, 0], [0.5, 0.5]])
+    assert float(m["dropped_frac"]) == 0.25 and float(m["mean_gate"]) == 0.75
+    with pytest.raises(ValidationError, match="per_layer"):
+        moe.mean_routing_metrics([])
+    with pytest.raises(ValidationError, match="different"):
+        moe.mean_routing_metrics([a, {"load_E": a["load_E"]}])
 
 
 def _model_cfg(kind, E=4, K=1, cf=2.0):
@@ -117,11 +135,18 @@ def test_routed_ffn_module_runs_and_matches_reference(kind, K):
         m = aux.metrics
         assert float(jnp.sum(m["load_E"])) == pytest.approx(1.0)
         assert 0.0 <= float(m["dropped_frac"]) <= 1.0
+        assert set(m) == {"load_E", "max_over_mean_load", "dropped_frac", "mean_gate", "router_entropy",
+                          "argmax_agreement"}
+        assert all(np.ndim(v) == 0 for k, v in m.items() if k != "load_E")
+        if kind in ("rlr", "hash"):
+            assert float(m["mean_gate"]) == 1.0
+        if not training or kind == "hash":  # evaluation routes by argmax (HASH: by its table, always)
+            assert float(m["argmax_agreement"]) == 1.0
     if kind == "hash":  # deterministic routing: the module equals the reference loop on its table
-        table = moe.routers.hash_table(50, 4, 0)
+        table = routers.hash_table(50, 4, 0)
         idx = jnp.asarray(table[np.asarray(ids).reshape(-1)])[:, None]
         p = params["routed_ffn"]
-        y_ref, _ = moe.routed_ffn_reference(x.reshape(-1, D), p["w_in"], p["w_out"], idx,
+        y_ref, _ = routed_ffn_reference(x.reshape(-1, D), p["w_in"], p["w_out"], idx,
                                             jnp.ones_like(idx, jnp.float32), 32)  # evaluation is dropless
         np.testing.assert_allclose(np.asarray(y).reshape(-1, D), np.asarray(y_ref), rtol=1e-5, atol=1e-5)
 
@@ -144,7 +169,7 @@ def test_dropless_path_matches_the_all_tokens_buffer_and_the_reference(E, K, ske
     y, kept = fast(x, w_in, w_out, gate)
     assert np.asarray(kept).all()
     np.testing.assert_allclose(y, full(x, w_in, w_out, gate)[0], rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(y, moe.routed_ffn_reference(x, w_in, w_out, idx_np, gate, T)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(y, routed_ffn_reference(x, w_in, w_out, idx_np, gate, T)[0], rtol=1e-5, atol=1e-5)
 
 
 def test_evaluation_is_dropless_unless_an_eval_capacity_is_set():
@@ -193,8 +218,6 @@ def test_routed_ffn_rejects_dense_and_rlr_without_rng():
 def test_grouped_dispatch_matches_reference_per_group(G, K, cf, skew):
     """dispatch_groups = G: each group of T/G tokens has its own queues and capacity, as if the slow
     reference ran on each group alone; outputs and gradients agree, and G = 1 is the global queue."""
-    from routing_laws import dispatch
-
     T, E = 48, 8
     x, w_in, w_out, idx, gate = _inputs(T, E, K, seed=G * 7 + K, skew=skew)
     Tg = T // G
@@ -202,10 +225,10 @@ def test_grouped_dispatch_matches_reference_per_group(G, K, cf, skew):
     idx_np = np.asarray(idx)
 
     def fast(x, a, b, g):
-        return dispatch.grouped_ffn_apply(x, a, b, jnp.asarray(idx_np), g, C, G)
+        return moe.grouped_ffn_apply(x, a, b, jnp.asarray(idx_np), g, C, G)
 
     def ref(x, a, b, g):
-        parts = [moe.routed_ffn_reference(x[i * Tg:(i + 1) * Tg], a, b, idx_np[i * Tg:(i + 1) * Tg],
+        parts = [routed_ffn_reference(x[i * Tg:(i + 1) * Tg], a, b, idx_np[i * Tg:(i + 1) * Tg],
                                           g[i * Tg:(i + 1) * Tg], C) for i in range(G)]
         return jnp.concatenate([p[0] for p in parts]), jnp.concatenate([p[1] for p in parts])
 
@@ -225,15 +248,13 @@ def test_grouped_dispatch_matches_reference_per_group(G, K, cf, skew):
 
 
 def test_grouped_dispatch_rejects_uneven_groups():
-    from routing_laws import dispatch
-
     x, w_in, w_out, idx, gate = _inputs(10, 4, 1, seed=0)
     with pytest.raises(ValidationError, match="dispatch_groups"):
-        dispatch.grouped_ffn_apply(x, w_in, w_out, idx, gate, 4, 3)
+        moe.grouped_ffn_apply(x, w_in, w_out, idx, gate, 4, 3)
     with pytest.raises(ValidationError, match="dispatch_groups"):
         RouterConfig(kind="sbase", n_experts=4, dispatch_groups=0)
     with pytest.raises(ValidationError, match="mesh"):
-        with dispatch.expert_parallel("2x4"):
+        with mesh.expert_parallel("2x4"):
             pass
 
 

@@ -40,6 +40,7 @@ def _child(out_path: str, routers: tuple[str, ...], meshes: tuple[str, ...], ext
     import jax
 
     from conftest import synthetic_tokens, tiny_model
+    from routing_laws import routers as router_fns
     from routing_laws import train as train_lib
     from routing_laws.config import RouterConfig, TrainConfig
 
@@ -126,14 +127,14 @@ def _child(out_path: str, routers: tuple[str, ...], meshes: tuple[str, ...], ext
     logits_TE = rng.normal(size=(T, 8)).astype(np.float32)
     logits_TE[np.arange(T), (shard_T + rng.integers(0, 2, T)) % 8] += 2.0  # shard s prefers experts s, s+1
     z = jax.numpy.asarray(logits_TE)
-    out["sbase"] = {"structured": parallel.sbase_balance(z, rc, mesh_of["8x1"]),
-                    "iid": parallel.sbase_balance(jax.numpy.asarray(rng.normal(size=(T, 8)), jax.numpy.float32), rc,
+    out["sbase"] = {"structured": router_fns.sbase_balance(z, rc, mesh_of["8x1"]),
+                    "iid": router_fns.sbase_balance(jax.numpy.asarray(rng.normal(size=(T, 8)), jax.numpy.float32), rc,
                                                   mesh_of["8x1"])}
-    one = np.asarray(parallel.sbase_choice(z, rc))
+    one = np.asarray(router_fns.sbase_choice(z, rc))
     out["sbase"]["global_equals_one_device"] = float(np.mean(
-        np.asarray(jax.jit(lambda x: parallel.sbase_choice(x, rc))(parallel.put_batch(logits_TE, mesh_of["8x1"]))) == one))
-    ref = np.concatenate([np.asarray(parallel.sbase_choice(b, rc)) for b in np.split(logits_TE, S)])
-    out["sbase"]["per_shard_equals_blockwise"] = float(np.mean(np.asarray(parallel.sbase_per_shard(z, rc, mesh_of["8x1"])) == ref))
+        np.asarray(jax.jit(lambda x: router_fns.sbase_choice(x, rc))(parallel.put_batch(logits_TE, mesh_of["8x1"]))) == one))
+    ref = np.concatenate([np.asarray(router_fns.sbase_choice(b, rc)) for b in np.split(logits_TE, S)])
+    out["sbase"]["per_shard_equals_blockwise"] = float(np.mean(np.asarray(router_fns.sbase_per_shard(z, rc, mesh_of["8x1"])) == ref))
     Path(out_path).write_text(json.dumps(out))
 
 

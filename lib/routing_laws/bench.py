@@ -1,9 +1,20 @@
-"""Layer benchmark: a routed FFN (router + dispatch + experts + combine, forward and backward) against
-the dense FFN of equal active FLOPs (d_ff = 4 d K), timed with jit, warm-up excluded, median of repeats.
+"""Throughput benchmarks: one FFN layer (``layer_bench``) and the whole training step (``train_bench``).
+
+Layer: a routed FFN (router + dispatch + experts + combine, forward and backward) against the dense
+FFN of equal active FLOPs (d_ff = 4 d K), timed with jit, warm-up excluded, median of repeats.
+``vs_dense`` = dense time / routed time (1.0: routing costs nothing). A capacity buffer of E x C slots
+does cf times the dense work, so ``vs_dense`` is bounded by about 1 / cf.
+
+Training step: forward, backward and the AdamW update of the real model (``train.make_loss_fn`` and
+``train.optimizer``, RL-R's REINFORCE term and router learning rate included) for dense and each router
+at a named size, on whatever backend JAX sees. Compile time is reported apart; tokens/s is the median
+over ``repeats`` timed blocks of ``steps`` steps each (batches already on the device). GFLOP/s counts
+3 x the model's forward FLOPs per token (``model.flops_per_token``: the useful work, not the capacity
+buffer's padding) and sits beside the machine's fp32 matmul ceiling measured in the same call.
+S-BASE rows also time the Sinkhorn alone on the step's logits shape, and its share of the step.
 
 Shape glossary: T tokens in the timed batch, D d_model, F = 4 D, E experts, K experts per token,
-C capacity. ``vs_dense`` = dense time / routed time (1.0: routing costs nothing). A capacity buffer of
-E x C slots does cf times the dense work, so ``vs_dense`` is bounded by about 1 / cf.
+C capacity, B batch (sequences), S sequence length.
 """
 
 from __future__ import annotations
@@ -16,9 +27,12 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
+from routing_laws import model as model_lib
 from routing_laws import moe, routers
-from routing_laws.config import ROUTERS, RouterConfig
+from routing_laws import train as train_lib
+from routing_laws.config import ROUTERS, SIZES, RouterConfig, TrainConfig, model_config
 from routing_laws.errors import ValidationError, check_choice, check_float, check_int
 from routing_laws.io_utils import provenance
 
@@ -47,7 +61,7 @@ def _train_step(layer: Callable) -> Callable:
 
 def dense_layer(params, x_TD):
     w_in, w_out = params
-    return moe._gelu(x_TD @ w_in) @ w_out
+    return moe.gelu(x_TD @ w_in) @ w_out
 
 
 def routed_layer(cfg: RouterConfig, capacity_: int, table=None) -> Callable:
@@ -122,7 +136,8 @@ def layer_bench(
                        bound_one_over_cf=1.0 / capacity_factor)
             if router == "sbase":
                 logits = x.astype(jnp.float32) @ params[0]
-                sk = jax.jit(lambda lg: routers.sinkhorn_log(lg, cfg.sinkhorn_iters, cfg.sinkhorn_temperature))
+                sk = jax.jit(lambda lg: routers.sinkhorn_log(lg, cfg.sinkhorn_iters, cfg.sinkhorn_temperature,
+                                                               tol=routers.SINKHORN_TOL))
                 row["sinkhorn_ms"] = time_fn(sk, logits, repeats=repeats) * 1e3
                 row.update(sinkhorn_iters=cfg.sinkhorn_iters, sinkhorn_temperature=cfg.sinkhorn_temperature)
             out = jax.jit(lambda p, x: moe.routed_ffn_apply(
@@ -149,4 +164,136 @@ def format_table(result: dict) -> str:
         sk = f"{r['sinkhorn_ms']:.2f}" if "sinkhorn_ms" in r else "-"
         lines.append(f"| {r['d_model']} | {r['n_experts']} | {r['capacity']} | {r['dense_ms']:.2f} | "
                      f"{r['routed_ms']:.2f} | {r['vs_dense']:.2f} | {sk} | {r['dropped_frac']:.3f} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- training step
+
+def matmul_ceiling(n: int | None = None, repeats: int = 5) -> dict:
+    """Measured fp32 GFLOP/s of one large [n, n] x [n, n] ``jnp.dot`` (n: 1024 on CPU, 8192 otherwise)."""
+    n = check_int("n", n if n is not None else (1024 if jax.default_backend() == "cpu" else 8192), min_value=1)
+    ka, kb = jax.random.split(jax.random.PRNGKey(0))
+    a = jax.random.normal(ka, (n, n), jnp.float32)
+    b = jax.random.normal(kb, (n, n), jnp.float32)
+    dot = jax.jit(lambda x, y: jnp.dot(x, y, precision=jax.lax.Precision.HIGHEST))
+    t = time_fn(dot, a, b, repeats=repeats)
+    return {"n": n, "ms": t * 1e3, "gflops": 2 * n ** 3 / t / 1e9}
+
+
+def _step_fn(model_cfg, train_cfg: TrainConfig, total_steps: int):
+    """(jitted train step, initial params, opt state): the step ``train.train`` runs, without the loop."""
+    loss_fn = train_lib.make_loss_fn(model_cfg, jnp.float32)
+    rc = model_cfg.router
+    opt = train_lib.optimizer(train_cfg, total_steps, rc.rlr_router_lr_mult if rc.kind == "rlr" else 1.0)
+
+    def step(params, opt_state, batch_BT1, rng):
+        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rng, batch_BT1, True)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    params = model_lib.build(model_cfg).init(jax.random.PRNGKey(train_cfg.seed),
+                                             jnp.zeros((1, model_cfg.seq_len), jnp.int32), is_training=True)
+    return jax.jit(step, donate_argnums=(0, 1)), params, opt.init(params)
+
+
+def _check_list(field: str, values, check) -> list:
+    if isinstance(values, (str, int)) or not values:
+        raise ValidationError(field, f"must be a non-empty list, got {values!r}")
+    return [check(v) for v in values]
+
+
+def train_bench(
+    sizes: Sequence[str] = ("100k",),
+    experts: Sequence[int] = (16, 64),
+    routers_: Sequence[str] = ROUTERS,
+    *,
+    batch_size: int = 32,
+    seq_len: int = 128,
+    vocab_size: int = 2048,
+    steps: int = 50,
+    repeats: int = 3,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Tokens/s, compile seconds and GFLOP/s of the full training step per (size, router, E); dense once per size.
+
+    Inputs are validated before any compile: sizes from ``config.SIZES``, E >= 1, routers from
+    ``config.ROUTERS``, 1 <= batch_size <= 4096, 1 <= steps <= 100_000, 1 <= repeats <= 100.
+    """
+    sizes = _check_list("sizes", sizes, lambda v: check_choice("size", v, SIZES))
+    experts = _check_list("experts", experts, lambda v: check_int("n_experts", v, min_value=1, max_value=4096))
+    routers_ = _check_list("routers", routers_, lambda v: check_choice("router", v, ROUTERS))
+    B = check_int("batch_size", batch_size, min_value=1, max_value=4096)
+    S = check_int("seq_len", seq_len, min_value=2, max_value=65536)
+    V = check_int("vocab_size", vocab_size, min_value=2, max_value=65535)
+    steps = check_int("steps", steps, min_value=1, max_value=100_000)
+    repeats = check_int("repeats", repeats, min_value=1, max_value=100)
+    ceiling = matmul_ceiling()
+    if log:
+        log(f"fp32 matmul ceiling: {ceiling['gflops']:.1f} GFLOP/s ({ceiling['n']}^2 jnp.dot, {ceiling['ms']:.1f} ms)")
+    batches = jnp.asarray(np.random.default_rng(0).integers(0, V, size=(8, B, S + 1)), jnp.int32)
+    keys = jax.random.split(jax.random.PRNGKey(1), steps)
+    rows = []
+    for size in sizes:
+        combos = [("dense", 1)] if "dense" in routers_ else []
+        combos += [(r, E) for r in routers_ if r != "dense" for E in experts]
+        dense_tok_s = None
+        for kind, E in combos:
+            cfg = model_config(size, vocab_size=V, seq_len=S, router=RouterConfig(kind=kind, n_experts=E))
+            tcfg = TrainConfig(tokens=B * S * steps * repeats, batch_size=B)
+            step, params, opt_state = _step_fn(cfg, tcfg, steps * repeats + 1)
+            t0 = time.perf_counter()
+            params, opt_state, loss = step(params, opt_state, batches[0], keys[0])  # compile and first step
+            jax.block_until_ready(loss)
+            compile_s = time.perf_counter() - t0
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for i in range(steps):
+                    params, opt_state, loss = step(params, opt_state, batches[i % 8], keys[i])
+                jax.block_until_ready(loss)
+                times.append((time.perf_counter() - t0) / steps)
+            step_s = statistics.median(times)
+            acct = model_lib.count_params(cfg)
+            row = {"size": size, "router": kind, "n_experts": E, "batch_size": B, "seq_len": S,
+                   "n_routed_layers": acct.n_routed_layers, "compile_s": compile_s, "step_ms": step_s * 1e3,
+                   "step_ms_all": [t * 1e3 for t in times], "tokens_per_s": B * S / step_s,
+                   "gflops": 3 * acct.F * B * S / step_s / 1e9, "final_loss": float(loss)}
+            row["ceiling_frac"] = row["gflops"] / ceiling["gflops"]
+            if kind == "dense":
+                dense_tok_s = row["tokens_per_s"]
+            if dense_tok_s:
+                row["vs_dense"] = row["tokens_per_s"] / dense_tok_s
+            if kind == "sbase":
+                rc = cfg.router
+                logits = jax.random.normal(jax.random.PRNGKey(2), (B * S, E), jnp.float32)
+                sk = jax.jit(lambda z: routers.sinkhorn_log(z, rc.sinkhorn_iters, rc.sinkhorn_temperature,
+                                                              tol=routers.SINKHORN_TOL))
+                row["sinkhorn_ms"] = time_fn(sk, logits, repeats=max(3, repeats)) * 1e3
+                row["sinkhorn_share"] = row["sinkhorn_ms"] * acct.n_routed_layers / row["step_ms"]
+            rows.append(row)
+            if log:
+                log(f"{size} {kind} E={E}: {row['tokens_per_s'] / 1e3:.1f}k tok/s, step {row['step_ms']:.1f} ms, "
+                    f"compile {compile_s:.1f} s, {row['gflops']:.1f} GFLOP/s"
+                    + (f", {row['vs_dense']:.2f}x dense" if "vs_dense" in row else "")
+                    + (f", sinkhorn {row['sinkhorn_ms']:.2f} ms ({100 * row['sinkhorn_share']:.0f} %)"
+                       if "sinkhorn_ms" in row else ""))
+    return {"kind": "train", "provenance": provenance(), "matmul_ceiling": ceiling,
+            "settings": {"sizes": sizes, "experts": experts, "routers": routers_, "batch_size": B, "seq_len": S,
+                         "vocab_size": V, "steps": steps, "repeats": repeats, "dtype": "float32",
+                         "timing": "compile + first step apart; median over repeats of the mean step time of "
+                                   "`steps` steps; 8 random batches already on the device"},
+            "rows": rows}
+
+
+def format_train_table(result: dict) -> str:
+    """Markdown table of a ``train_bench`` result."""
+    ceil = result["matmul_ceiling"]["gflops"]
+    lines = [f"fp32 matmul ceiling {ceil:.1f} GFLOP/s", "",
+             "| size | router | E | tokens/s | step ms | compile s | GFLOP/s | vs dense | sinkhorn share |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        vs = f"{r['vs_dense']:.2f}" if "vs_dense" in r else "-"
+        sk = f"{100 * r['sinkhorn_share']:.1f} %" if "sinkhorn_share" in r else "-"
+        lines.append(f"| {r['size']} | {r['router']} | {r['n_experts']} | {r['tokens_per_s']:.0f} | {r['step_ms']:.1f} | "
+                     f"{r['compile_s']:.1f} | {r['gflops']:.1f} | {vs} | {sk} |")
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from routing_laws import lm_head
 from routing_laws.config import ModelConfig
-from routing_laws.moe import DenseFFN, RoutedFFN
+from routing_laws.moe import DenseFFN, RoutedFFN, fan_in_init
 
 
 class CausalSelfAttention(hk.Module):
@@ -33,9 +33,8 @@ class CausalSelfAttention(hk.Module):
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
         B, T, D = x_BTD.shape
         H, K = self.n_heads, self.head_dim
-        init = hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")
-        w_qkv = hk.get_parameter("w_qkv", (D, 3, H, K), init=init).astype(x_BTD.dtype)
-        w_o = hk.get_parameter("w_o", (H, K, D), init=init).astype(x_BTD.dtype)
+        w_qkv = hk.get_parameter("w_qkv", (D, 3, H, K), init=fan_in_init(0)).astype(x_BTD.dtype)  # contracts D
+        w_o = hk.get_parameter("w_o", (H, K, D), init=fan_in_init(0, 1)).astype(x_BTD.dtype)  # contracts H * K
         q_BTHK, k_BTHK, v_BTHK = jnp.split(jnp.einsum("btd,dshk->sbthk", x_BTD, w_qkv), 3, axis=0)
         q_BTHK, k_BTHK, v_BTHK = q_BTHK[0], k_BTHK[0], v_BTHK[0]
         scores_BHTS = jnp.einsum("bthk,bshk->bhts", q_BTHK, k_BTHK).astype(jnp.float32) / math.sqrt(K)

@@ -11,12 +11,12 @@ Layout (GShard style, expressed as ``NamedSharding``s and left to XLA's SPMD par
   ``expert``; every other parameter (routers, attention, LayerNorms, embeddings) is replicated;
 - dispatch: with ``router.dispatch_groups`` a multiple of the device count, every device fills the
   capacity buffers of its own token groups and two explicit ``all_to_all``s over ``expert`` carry the
-  slots to the devices holding their experts and back (``routing_laws.dispatch``); with one global
+  slots to the devices holding their experts and back (``routing_laws.moe``); with one global
   queue (G = 1, the default) the ``[E, C, D]`` buffer follows its expert weights and XLA picks the
   collectives (it gathers the tokens to every expert shard).
 Routing stays global: the routing decision, the capacity and S-BASE's Sinkhorn are computed over the
 whole batch exactly as on one device (XLA inserts the cross-shard reductions), so a run's meaning
-and loss trajectory do not depend on the mesh. ``sbase_balance`` measures the per-shard alternative.
+and loss trajectory do not depend on the mesh. ``routers.sbase_balance`` measures the per-shard alternative.
 
 Multi-host: ``init_distributed()`` starts ``jax.distributed`` from ``JAX_COORDINATOR_ADDRESS``,
 ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID``; arrays are built with ``make_array_from_callback``
@@ -32,10 +32,10 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from routing_laws.config import ModelConfig, RouterConfig
+from routing_laws.config import ModelConfig
 from routing_laws.errors import ValidationError, check_int
+from routing_laws.mesh import DATA, EXPERT, check_mesh, expert_parallel
 
-DATA, EXPERT = "data", "expert"
 EXPERT_WEIGHTS = ("w_in", "w_out")  # RoutedFFN parameters with a leading E axis (3-d); DenseFFN's are 2-d
 ENV_VARS = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
@@ -82,13 +82,6 @@ def make_mesh(data: int | None = None, expert: int = 1, *, devices=None) -> Mesh
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def check_mesh(mesh) -> Mesh:
-    if not isinstance(mesh, Mesh) or tuple(mesh.axis_names) != (DATA, EXPERT):
-        raise ValidationError("mesh", f"must be a jax Mesh with axes ('data', 'expert'), got {mesh!r}",
-                              "build it with routing_laws.parallel.make_mesh")
-    return mesh
 
 
 def check_fits(mesh: Mesh, model_cfg: ModelConfig, batch_size: int) -> None:
@@ -179,10 +172,10 @@ def shard_training(mesh: Mesh, model_cfg: ModelConfig, batch_size: int, params, 
 
 def traced_on(mesh: Mesh, fn: Callable) -> Callable:
     """``fn`` traced with ``mesh`` as the expert-parallel mesh, so routed layers may use all-to-all dispatch."""
-    from routing_laws import dispatch
+    check_mesh(mesh)
 
     def wrapped(*args):
-        with dispatch.expert_parallel(mesh):
+        with expert_parallel(mesh):
             return fn(*args)
 
     return wrapped
@@ -218,46 +211,3 @@ def init_distributed(env: Mapping[str, str] | None = None) -> bool:
         raise ValidationError("JAX_PROCESS_ID", f"need 0 <= JAX_PROCESS_ID < JAX_NUM_PROCESSES, got {pid} of {n}")
     jax.distributed.initialize(coordinator_address=addr, num_processes=n, process_id=pid)
     return True
-
-
-# ------------------------------------------------------------------------ S-BASE: global vs per shard
-
-def sbase_choice(logits_TE, cfg: RouterConfig) -> jax.Array:
-    """Top-1 expert [T] of the Sinkhorn plan over the tokens given (what S-BASE does in training)."""
-    from routing_laws import routers
-
-    return routers.sbase_route(logits_TE, cfg, is_training=True).expert_idx_TK[:, 0]
-
-
-def sbase_per_shard(logits_TE, cfg: RouterConfig, mesh: Mesh) -> jax.Array:
-    """Experts [T] when every data shard balances only its own tokens (``shard_map`` over 'data'); the
-    alternative to the default global balance, kept for measurement."""
-    check_mesh(mesh)
-    # check_vma=False: Sinkhorn's fori_loop starts from an unvarying carry; each shard's loop is purely local
-    fn = jax.shard_map(lambda z: sbase_choice(z, cfg), mesh=mesh, in_specs=P(DATA), out_specs=P(DATA), check_vma=False)
-    return jax.jit(fn)(jax.device_put(logits_TE, NamedSharding(mesh, P(DATA))))
-
-
-def balance_stats(expert_T, logits_TE, n_experts: int, n_shards: int) -> dict:
-    """max/mean load over the whole batch, the worst shard's max/mean load, and the share of tokens sent to
-    their highest-logit expert (how much balancing overrode the router's preference)."""
-    e = np.asarray(expert_T)
-    loads = np.bincount(e, minlength=n_experts) / e.size
-    per = [np.bincount(s, minlength=n_experts) / s.size for s in np.split(e, n_shards)]
-    return {"max_over_mean": float(loads.max() * n_experts),
-            "worst_shard_max_over_mean": float(max(p.max() for p in per) * n_experts),
-            "top1_agreement": float(np.mean(e == np.argmax(np.asarray(logits_TE), axis=-1)))}
-
-
-def sbase_balance(logits_TE, cfg: RouterConfig, mesh: Mesh) -> dict:
-    """Balance of S-BASE over the global batch (the default, computed under jit with tokens split over
-    'data') vs per data shard, on the same logits: {'global': stats, 'per_shard': stats}."""
-    check_mesh(mesh)
-    S = mesh.shape[DATA]
-    if logits_TE.shape[0] % S:
-        raise ValidationError("logits_TE", f"{logits_TE.shape[0]} tokens do not split over {S} data shards")
-    sharded = jax.device_put(logits_TE, NamedSharding(mesh, P(DATA)))
-    glob = jax.jit(lambda z: sbase_choice(z, cfg))(sharded)
-    local = sbase_per_shard(logits_TE, cfg, mesh)
-    return {"global": balance_stats(glob, logits_TE, cfg.n_experts, S),
-            "per_shard": balance_stats(local, logits_TE, cfg.n_experts, S)}

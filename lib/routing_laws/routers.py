@@ -7,8 +7,9 @@ Shape glossary: T tokens routed together (batch x sequence, flattened), E expert
 token, V vocabulary. All router math is float32 whatever the model's compute dtype.
 
 Choices (documented in the book, 'Routing networks'):
-- S-BASE: log-space Sinkhorn at temperature ``tau`` with a fixed number of iterations over the tokens
-  of the batch, no gradient through it; expert = top-K of the balanced plan; gate = softmax(logits)
+- S-BASE: log-space Sinkhorn at temperature ``tau`` over the tokens of the batch, annealed, stopped once
+  every expert's share of the plan is within ``SINKHORN_TOL`` of 1/E (at most ``sinkhorn_iters``
+  sweeps), no gradient through it; expert = top-K of the balanced plan; gate = softmax(logits)
   probability of each chosen expert (not renormalised over the K). Evaluation uses plain top-K of the
   logits (causal); ``sbase_balanced_eval`` balances the evaluation batch too, which lets a token's
   expert depend on other positions, the future included.
@@ -18,6 +19,15 @@ Choices (documented in the book, 'Routing networks'):
   as ``aux_loss``.
 - HASH: a seeded random permutation of the vocabulary dealt round-robin to experts (every expert owns
   floor or ceil of V/E ids), or, given token counts, a greedy frequency-balanced table; gate 1.
+
+Router metrics (``RouterOutput.metrics``, float32 scalars): ``router_entropy``, the mean entropy of
+softmax(logits) (0 for HASH), and ``argmax_agreement``, the share of tokens whose first choice is the
+plain argmax of the logits on the same batch (S-BASE in training: how often the Sinkhorn plan keeps the
+router's own preference, i.e. how close evaluation routing is to training routing; RL-R in training:
+how often the sample is the mode; 1 for HASH and for argmax evaluation).
+
+The S-BASE balance study at the end (``sbase_balance``) compares Sinkhorn over the whole batch with
+Sinkhorn per data shard of a device mesh, on the same logits.
 """
 
 from __future__ import annotations
@@ -27,9 +37,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from routing_laws.config import RouterConfig
 from routing_laws.errors import ValidationError, check_int
+from routing_laws.mesh import DATA, check_mesh
 
 
 class RouterOutput(NamedTuple):
@@ -38,7 +50,7 @@ class RouterOutput(NamedTuple):
     aux_loss: jax.Array  # scalar, already weighted, added to the LM loss
     logprob_T: jax.Array  # log-prob of the chosen expert under the RL-R policy (zeros otherwise)
     entropy_T: jax.Array  # RL-R policy entropy per token (zeros otherwise)
-    metrics: dict  # router_entropy: mean entropy of softmax(logits) (0 for HASH)
+    metrics: dict  # router_entropy, argmax_agreement (module docstring)
 
 
 def _check_logits(logits_TE, cfg: RouterConfig) -> jax.Array:
@@ -50,6 +62,12 @@ def _check_logits(logits_TE, cfg: RouterConfig) -> jax.Array:
         raise ValidationError("logits_TE", f"has {logits_TE.shape[1]} experts, config says {cfg.n_experts}",
                               "project to n_experts logits")
     return jnp.asarray(logits_TE, jnp.float32)
+
+
+def _agreement(expert_idx_TK: jax.Array, logits_TE: jax.Array) -> jax.Array:
+    """Share of tokens whose first choice is the argmax of ``logits_TE`` (float32 scalar)."""
+    argmax_T = jnp.argmax(jax.lax.stop_gradient(logits_TE), axis=-1)
+    return jnp.mean((expert_idx_TK[:, 0] == argmax_T).astype(jnp.float32))
 
 
 def _mean_entropy(logits_TE: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -71,38 +89,67 @@ def standardize_logits(logits_TE) -> jax.Array:
     return z_TE / (jnp.sqrt(jnp.mean(jnp.square(z_TE))) + 1e-6)
 
 
+SINKHORN_ANNEAL_SWEEPS = 10  # geometric temperature steps from max(1, tau) down to tau (at most half the sweeps)
+SINKHORN_TOL = 0.02  # training stops sweeping once every expert's share is within 2 % of T / E
+
+
 def sinkhorn_temperatures(n_iters: int, temperature: float) -> np.ndarray:
-    """Per-sweep temperatures: geometric from max(1, tau) down to tau over the first half, then tau.
+    """Per-sweep temperatures: geometric from max(1, tau) down to tau over the first
+    min(n_iters // 2, SINKHORN_ANNEAL_SWEEPS) sweeps, then tau.
 
     Annealing (epsilon scaling) reaches a low-temperature plan in far fewer sweeps than starting cold.
     """
-    n1 = n_iters // 2
+    n1 = min(n_iters // 2, SINKHORN_ANNEAL_SWEEPS)
     hot = np.geomspace(max(1.0, temperature), temperature, n1) if n1 else np.zeros(0)
     return np.concatenate([hot, np.full(n_iters - n1, temperature)]).astype(np.float32)
 
 
-def sinkhorn_log(logits_TE, n_iters: int, temperature: float) -> jax.Array:
-    """Log of the balanced plan after ``n_iters`` annealed Sinkhorn sweeps on standardised logits.
+def sinkhorn_log(logits_TE, n_iters: int, temperature: float, tol: float = 0.0) -> jax.Array:
+    """Log of the balanced plan after at most ``n_iters`` annealed Sinkhorn sweeps on standardised logits.
 
-    Sweeps alternate a row step (each token's row sums to 1) and a column step (each expert's column
-    sums to T/E); potentials are kept in logit units so the temperature can change between sweeps.
-    The result is ``(z + u + v) / tau``; only the column potentials ``v`` change a token's ranking
-    of experts. ``n_iters = 0`` gives the plain logits' ranking. No gradient flows through it.
+    A sweep makes every row of exp((z + u + v) / tau) sum to 1 and then every column sum to T/E. Both
+    steps share one exponential: with p = softmax((z + v) / tau) over experts (the row step), the column
+    step is v <- v - tau * log(s), s_E = sum_T p / (T/E) the experts' shares of the row-normalised plan.
+    Potentials are in logit units so the temperature can change between sweeps. With ``tol > 0`` the
+    sweeps stop, once annealing is over, as soon as max_E |s_E - 1| <= tol (``lax.while_loop``); ``tol =
+    0`` runs all ``n_iters``. The result is ``(z + u + v) / tau``; only the column potentials ``v`` change a
+    token's ranking of experts. ``n_iters = 0`` gives the plain logits' ranking. No gradient flows through it.
     """
-    check_int("sinkhorn_iters", n_iters, min_value=0)
+    n_iters = check_int("sinkhorn_iters", n_iters, min_value=0)
     if not temperature > 0:
         raise ValidationError("sinkhorn_temperature", f"must be > 0, got {temperature}")
+    if not (isinstance(tol, (int, float)) and 0 <= tol < 1):
+        raise ValidationError("tol", f"must be a number in [0, 1), got {tol!r}")
     z_TE = standardize_logits(logits_TE)
     T, E = z_TE.shape
-    log_col = jnp.log(jnp.float32(T) / E)
-    taus = jnp.asarray(sinkhorn_temperatures(n_iters, temperature))
+    col = jnp.float32(T) / E
+    taus_np = sinkhorn_temperatures(n_iters, temperature)
+    n_anneal = min(n_iters // 2, SINKHORN_ANNEAL_SWEEPS)
+    taus = jnp.asarray(taus_np if n_iters else np.full(1, temperature, np.float32))
 
     def sweep(i, v_E):
         t = taus[i]
-        u_T = -t * jax.nn.logsumexp((z_TE + v_E[None, :]) / t, axis=1)
-        return t * log_col - t * jax.nn.logsumexp((z_TE + u_T[:, None]) / t, axis=0)
+        a_TE = (z_TE + v_E[None, :]) / t
+        p_TE = jnp.exp(a_TE - jnp.max(a_TE, axis=1, keepdims=True))
+        p_TE = p_TE / jnp.sum(p_TE, axis=1, keepdims=True)
+        share_E = jnp.sum(p_TE, axis=0) / col
+        # a share that underflowed to 0 moves its potential a bounded step up, not to infinity
+        return v_E - t * jnp.log(jnp.maximum(share_E, 1e-30)), jnp.max(jnp.abs(share_E - 1.0))
 
-    v_E = jax.lax.fori_loop(0, n_iters, sweep, jnp.zeros((E,), jnp.float32))
+    v0 = jnp.zeros((E,), jnp.float32)
+    if tol > 0 and n_iters:
+        def cond(carry):
+            i, _, err = carry
+            return (i < n_iters) & ((i <= n_anneal) | (err > tol))
+
+        def body(carry):
+            i, v_E, _ = carry
+            v_E, err = sweep(i, v_E)
+            return i + 1, v_E, err
+
+        _, v_E, _ = jax.lax.while_loop(cond, body, (jnp.int32(0), v0, jnp.float32(jnp.inf)))
+    else:
+        v_E = jax.lax.fori_loop(0, n_iters, lambda i, v: sweep(i, v)[0], v0)
     u_T = -temperature * jax.nn.logsumexp((z_TE + v_E[None, :]) / temperature, axis=1)
     return jax.lax.stop_gradient((z_TE + u_T[:, None] + v_E[None, :]) / temperature)
 
@@ -112,14 +159,15 @@ def sbase_route(logits_TE, cfg: RouterConfig, *, is_training: bool) -> RouterOut
     logits_TE = _check_logits(logits_TE, cfg)
     logp_TE, entropy_T = _mean_entropy(logits_TE)
     if is_training or cfg.sbase_balanced_eval:
-        score_TE = sinkhorn_log(logits_TE, cfg.sinkhorn_iters, cfg.sinkhorn_temperature)
+        score_TE = sinkhorn_log(logits_TE, cfg.sinkhorn_iters, cfg.sinkhorn_temperature, tol=SINKHORN_TOL)
     else:
         score_TE = jax.lax.stop_gradient(logits_TE)
     _, expert_idx_TK = jax.lax.top_k(score_TE, cfg.top_k)
     gate_TK = jnp.take_along_axis(jnp.exp(logp_TE), expert_idx_TK, axis=-1)
     zeros_T = jnp.zeros(logits_TE.shape[:1], jnp.float32)
-    return RouterOutput(expert_idx_TK.astype(jnp.int32), gate_TK, jnp.zeros((), jnp.float32), zeros_T, zeros_T,
-                        {"router_entropy": jnp.mean(entropy_T)})
+    expert_idx_TK = expert_idx_TK.astype(jnp.int32)
+    return RouterOutput(expert_idx_TK, gate_TK, jnp.zeros((), jnp.float32), zeros_T, zeros_T,
+                        {"router_entropy": jnp.mean(entropy_T), "argmax_agreement": _agreement(expert_idx_TK, logits_TE)})
 
 
 # ------------------------------------------------------------------------------------------------ RL-R
@@ -149,7 +197,7 @@ def rlr_route(logits_TE, cfg: RouterConfig, *, is_training: bool, rng: jax.Array
     aux = cfg.rlr_balance_coef * switch_balance_loss(jnp.exp(logp_TE), expert_T) if is_training else jnp.zeros(())
     gate_TK = jnp.ones((logits_TE.shape[0], 1), jnp.float32)
     return RouterOutput(expert_T[:, None], gate_TK, jnp.asarray(aux, jnp.float32), logprob_T, entropy_T,
-                        {"router_entropy": jnp.mean(entropy_T)})
+                        {"router_entropy": jnp.mean(entropy_T), "argmax_agreement": _agreement(expert_T[:, None], logits_TE)})
 
 
 def _loo_baseline(reward_BT, mask_BT) -> jax.Array:
@@ -277,7 +325,7 @@ def hash_route(token_ids_T, cfg: RouterConfig, table) -> RouterOutput:
     T = ids_T.shape[0]
     zeros_T = jnp.zeros((T,), jnp.float32)
     return RouterOutput(expert_T[:, None], jnp.ones((T, 1), jnp.float32), jnp.zeros((), jnp.float32), zeros_T,
-                        zeros_T, {"router_entropy": jnp.zeros((), jnp.float32)})
+                        zeros_T, {"router_entropy": jnp.zeros((), jnp.float32), "argmax_agreement": jnp.ones((), jnp.float32)})
 
 
 def route(cfg: RouterConfig, *, logits_TE=None, token_ids_T=None, is_training: bool, rng=None, table=None) -> RouterOutput:
@@ -293,3 +341,48 @@ def route(cfg: RouterConfig, *, logits_TE=None, token_ids_T=None, is_training: b
             raise ValidationError("hash_table", "HASH routing needs a table", "pass hash_table(V, E, seed)")
         return hash_route(token_ids_T, cfg, table)
     raise ValidationError("router.kind", f"{cfg.kind!r} is not a routed router", "use sbase, rlr or hash")
+
+
+# ------------------------------------------------------------------------ S-BASE: global vs per shard
+
+def sbase_choice(logits_TE, cfg: RouterConfig) -> jax.Array:
+    """Top-1 expert [T] of the Sinkhorn plan over the tokens given (what S-BASE does in training)."""
+    return sbase_route(logits_TE, cfg, is_training=True).expert_idx_TK[:, 0]
+
+
+def sbase_per_shard(logits_TE, cfg: RouterConfig, mesh: Mesh) -> jax.Array:
+    """Experts [T] when every data shard balances only its own tokens (``shard_map`` over 'data'); the
+    alternative to the default global balance, kept for measurement."""
+    check_mesh(mesh)
+    # check_vma=False: Sinkhorn's loop starts from an unvarying carry; each shard's loop is purely local
+    fn = jax.shard_map(lambda z: sbase_choice(z, cfg), mesh=mesh, in_specs=P(DATA), out_specs=P(DATA), check_vma=False)
+    return jax.jit(fn)(jax.device_put(logits_TE, NamedSharding(mesh, P(DATA))))
+
+
+def balance_stats(expert_T, logits_TE, n_experts: int, n_shards: int) -> dict:
+    """max/mean load over the whole batch, the worst shard's max/mean load, and the share of tokens sent to
+    their highest-logit expert (how much balancing overrode the router's preference)."""
+    e = np.asarray(expert_T)
+    n_experts = check_int("n_experts", n_experts, min_value=1)
+    n_shards = check_int("n_shards", n_shards, min_value=1)
+    if e.ndim != 1 or e.size % n_shards:
+        raise ValidationError("expert_T", f"must be 1-d with a length divisible by {n_shards} shards, got {e.shape}")
+    loads = np.bincount(e, minlength=n_experts) / e.size
+    per = [np.bincount(s, minlength=n_experts) / s.size for s in np.split(e, n_shards)]
+    return {"max_over_mean": float(loads.max() * n_experts),
+            "worst_shard_max_over_mean": float(max(p.max() for p in per) * n_experts),
+            "top1_agreement": float(np.mean(e == np.argmax(np.asarray(logits_TE), axis=-1)))}
+
+
+def sbase_balance(logits_TE, cfg: RouterConfig, mesh: Mesh) -> dict:
+    """Balance of S-BASE over the global batch (the default, computed under jit with tokens split over
+    'data') vs per data shard, on the same logits: {'global': stats, 'per_shard': stats}."""
+    check_mesh(mesh)
+    S = mesh.shape[DATA]
+    if logits_TE.shape[0] % S:
+        raise ValidationError("logits_TE", f"{logits_TE.shape[0]} tokens do not split over {S} data shards")
+    sharded = jax.device_put(logits_TE, NamedSharding(mesh, P(DATA)))
+    glob = jax.jit(lambda z: sbase_choice(z, cfg))(sharded)
+    local = sbase_per_shard(logits_TE, cfg, mesh)
+    return {"global": balance_stats(glob, logits_TE, cfg.n_experts, S),
+            "per_shard": balance_stats(local, logits_TE, cfg.n_experts, S)}

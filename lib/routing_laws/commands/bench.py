@@ -1,4 +1,5 @@
-"""``routing-laws bench layer``: time a routed FFN layer against the dense FFN of equal active FLOPs."""
+"""``routing-laws bench layer|train``: time a routed FFN layer against the dense FFN of equal active FLOPs,
+or the whole training step (forward, backward, AdamW) of dense and routed models."""
 
 from __future__ import annotations
 
@@ -6,34 +7,56 @@ import argparse
 import datetime as _dt
 from pathlib import Path
 
-from routing_laws.errors import ValidationError
+import jax
 
-HELP = "benchmark a routed FFN layer (forward+backward) against the dense FFN of equal active FLOPs"
+from routing_laws import bench
+from routing_laws.config import ROUTERS, SIZES
+from routing_laws.errors import ValidationError
+from routing_laws.io_utils import atomic_write_json, repo_root
+
+HELP = "benchmark a routed FFN layer against the dense FFN (layer), or the full training step (train)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=["layer"], help="what to benchmark (layer: one FFN layer)")
-    parser.add_argument("--e", type=int, nargs="+", default=[8, 64, 256], help="expert counts (default 8 64 256)")
-    parser.add_argument("--d", type=int, nargs="+", default=[256, 512, 1024], help="d_model values (default 256 512 1024)")
-    parser.add_argument("--tokens", type=int, default=None, help="tokens per timed batch (default 512 on CPU, 16384 otherwise)")
-    parser.add_argument("--capacity-factor", type=float, default=1.25, help="expert capacity factor (default 1.25)")
-    parser.add_argument("--router", default="sbase", help="sbase, rlr or hash (default sbase, Sinkhorn included)")
-    parser.add_argument("--top-k", type=int, default=1, help="experts per token (default 1)")
-    parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default float32 on CPU, bfloat16 otherwise)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats, median reported (default 5)")
-    parser.add_argument("--max-param-gb", type=float, default=2.0, help="skip rows whose expert weights x3 exceed this")
-    parser.add_argument("--quick", action="store_true", help="tiny grid for a smoke test (E 8 64, d 64 128, 256 tokens)")
-    parser.add_argument("--out", default=None, help="output JSON (default data/bench/layer-<backend>-<date>.json)")
+    parser.add_argument("what", choices=["layer", "train"],
+                        help="layer: one FFN layer, forward+backward; train: the model's full training step")
+    parser.add_argument("--e", type=int, nargs="+", default=None,
+                        help="expert counts (default: layer 8 64 256, train 16 64)")
+    parser.add_argument("--d", type=int, nargs="+", default=[256, 512, 1024], help="layer: d_model values (default 256 512 1024)")
+    parser.add_argument("--tokens", type=int, default=None, help="layer: tokens per timed batch (default 512 on CPU, 16384 otherwise)")
+    parser.add_argument("--capacity-factor", type=float, default=1.25, help="layer: expert capacity factor (default 1.25)")
+    parser.add_argument("--router", default="sbase", help="layer: sbase, rlr or hash (default sbase, Sinkhorn included)")
+    parser.add_argument("--top-k", type=int, default=1, help="layer: experts per token (default 1)")
+    parser.add_argument("--dtype", default=None, help="layer: float32 or bfloat16 (default float32 on CPU, bfloat16 otherwise)")
+    parser.add_argument("--max-param-gb", type=float, default=2.0, help="layer: skip rows whose expert weights x3 exceed this")
+    parser.add_argument("--sizes", nargs="+", default=["100k"], help=f"train: model sizes, of {', '.join(SIZES)} (default 100k)")
+    parser.add_argument("--routers", nargs="+", default=list(ROUTERS), help="train: routers (default all four)")
+    parser.add_argument("--batch", type=int, default=32, help="train: sequences per step (default 32)")
+    parser.add_argument("--steps", type=int, default=50, help="train: timed steps per repeat (default 50)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repeats, median reported (default: layer 5, train 3)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke-test setting (layer: E 8 64, d 64 128, 256 tokens; train: 10 steps, 2 repeats)")
+    parser.add_argument("--out", default=None, help="output JSON (default data/bench/<what>-<backend>-<date>.json)")
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    import jax
-
-    from routing_laws import bench
-    from routing_laws.io_utils import atomic_write_json, repo_root
-
     backend = jax.default_backend()
-    experts, d_models, tokens = args.e, args.d, args.tokens
+    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d")
+    if args.what == "train":
+        experts = args.e or [16, 64]
+        steps, repeats = (10, 2) if args.quick else (args.steps, args.repeats or 3)
+        result = bench.train_bench(args.sizes, experts, args.routers, batch_size=args.batch, steps=steps,
+                                   repeats=repeats, log=_log)
+        out = Path(args.out) if args.out else repo_root() / "data" / "bench" / f"train-{backend}-{date}.json"
+        atomic_write_json(out, result)
+        print(bench.format_train_table(result))
+        print(f"wrote {out}")
+        return 0
+    experts, d_models, tokens = args.e or [8, 64, 256], args.d, args.tokens
     if args.quick:
         experts, d_models, tokens = [8, 64], [64, 128], tokens or 256
     tokens = tokens or (512 if backend == "cpu" else 16384)
@@ -41,9 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if any(e < 1 for e in experts):
         raise ValidationError("--e", f"expert counts must be >= 1, got {experts}")
     result = bench.layer_bench(experts, d_models, tokens=tokens, capacity_factor=args.capacity_factor,
-                               router=args.router, top_k=args.top_k, dtype=dtype, repeats=args.repeats,
-                               max_param_bytes=args.max_param_gb * 1e9, log=lambda s: print(s, flush=True))
-    date = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d")
+                               router=args.router, top_k=args.top_k, dtype=dtype, repeats=args.repeats or 5,
+                               max_param_bytes=args.max_param_gb * 1e9, log=_log)
     out = Path(args.out) if args.out else repo_root() / "data" / "bench" / f"layer-{backend}-{args.router}-{date}.json"
     atomic_write_json(out, result)
     print(bench.format_table(result))
