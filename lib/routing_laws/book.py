@@ -461,14 +461,14 @@ def setup_cell(repo_url: str = REPO_URL) -> str:
     )
 
 
-def colab_bootstrap(clone: str | os.PathLike, *, run: Callable[..., Any] = subprocess.run,
+def colab_bootstrap(clone: str | os.PathLike, *, run: Callable[..., Any] | None = None,
                     gpu: bool | None = None, environ: dict | None = None) -> list[str]:
     """Install a fresh clone into this kernel's Python with the tested pins; return the pip command.
 
     ``clone`` is the folder ``git clone`` made. The install is editable (so ``repo_root()`` finds
     ``data/``), uses ``constraints.txt`` (never ``-U``), adds the ``cuda12`` extra when an NVIDIA GPU
     is visible (``nvidia-smi`` on PATH, or ``gpu=True``), and sets ``$ROUTING_LAWS_ROOT`` to the clone.
-    ``run`` is ``subprocess.run`` (tests pass a fake: nothing here needs the network to be tested).
+    ``run`` defaults to ``subprocess.run`` (tests pass a fake: nothing here needs the network).
     """
     root = Path(clone).resolve()
     for need in ("pyproject.toml", "constraints.txt", "data/paper"):
@@ -479,7 +479,7 @@ def colab_bootstrap(clone: str | os.PathLike, *, run: Callable[..., Any] = subpr
         gpu = shutil.which("nvidia-smi") is not None
     target = f"{root}[cuda12]" if gpu else str(root)
     cmd = [sys.executable, "-m", "pip", "install", "-q", "-c", str(root / "constraints.txt"), "-e", target]
-    run(cmd, check=True)
+    (run or subprocess.run)(cmd, check=True)
     (os.environ if environ is None else environ)[ROOT_ENV] = str(root)
     return cmd
 
