@@ -31,9 +31,11 @@ _CSS = """/* charts from routing_laws.charts: never wider than the text column *
 .altair-chart { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1em 0; }
 .altair-chart .vega-embed { max-width: 100%; }
 /* tables from routing_laws.tables.Table: room between columns, numbers right-aligned, labels left */
-table.routing-laws-table th, table.routing-laws-table td { padding: 0.15em 0.8em; text-align: right; }
+table.routing-laws-table th, table.routing-laws-table td { padding: 0.15em 0.45em; text-align: right; }
 table.routing-laws-table td:first-child, table.routing-laws-table th:first-child { text-align: left; }
-table.routing-laws-table { font-size: 0.85em; }
+/* narrow enough for the 1280 px layout: small type, headers wrap (also at '_' in knob names) */
+table.routing-laws-table { font-size: 0.8em; }
+table.routing-laws-table th { white-space: normal; overflow-wrap: anywhere; vertical-align: bottom; }
 table.routing-laws-table caption { caption-side: top; text-align: left; font-weight: bold; }
 /* no horizontal scroll at a 1280 px window: long code lines and printouts wrap inside the column */
 div.cell div.highlight pre, div.cell_output pre, div.output pre {

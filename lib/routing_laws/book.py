@@ -1,4 +1,5 @@
-"""Run the chapters with papermill under a profile, stage the executed copies, build the Jupyter Book.
+"""The book: chapter sources and their rules, profiles, papermill execution, the Jupyter Book build,
+and the first cell that installs the project where a chapter is opened without it (Colab).
 
 Layout (the book's root is the repository root):
 - ``chapters/<name>.md`` + ``chapters/<name>.ipynb``: one chapter, one jupytext pair (``ipynb,md:myst``).
@@ -20,6 +21,11 @@ injects ``profile`` (the concrete name) and every other knob the chapter's ``par
 Recommended chapter pattern: ``profile = "auto"`` in the parameters cell, then
 ``P = routing_laws.book.profile_params(profile)`` and read ``P["train_tokens"]`` etc.
 Kernels run in ``chapters/`` with ``ROUTING_LAWS_CHARTS=html`` so charts render for the book.
+
+Readers without a checkout: ``setup_cell`` is every chapter's first code cell (a no-op where
+``routing_laws`` imports); in Colab it clones the repository and calls ``colab_bootstrap``, which
+installs the clone with ``constraints.txt``. ``project_root`` finds ``data/`` (``$ROUTING_LAWS_ROOT``
+or the checkout) and says to clone when a non-editable install has none.
 """
 
 from __future__ import annotations
@@ -451,12 +457,18 @@ def setup_cell(repo_url: str = REPO_URL) -> str:
     (Colab, a bare Jupyter) it clones the project and calls ``colab_bootstrap`` from the clone; where
     the project is installed (the book build, ``make lab``) it does nothing."""
     return (
-        "import importlib.util, subprocess, sys\n"
-        "if importlib.util.find_spec(\"routing_laws\") is None:  # Colab: fetch the project, install it\n"
+        "import importlib.util\n"
+        "import subprocess\n"
+        "import sys\n"
+        "\n"
+        "# Colab: fetch and install the project (no-op where routing_laws imports)\n"
+        "if importlib.util.find_spec(\"routing_laws\") is None:\n"
         f"    url = \"{repo_url}\"\n"
-        "    subprocess.run([\"git\", \"clone\", \"-q\", \"--depth=1\", url, \"routing-laws\"], check=True)\n"
+        "    cmd = [\"git\", \"clone\", \"-q\", \"--depth=1\", url, \"routing-laws\"]\n"
+        "    subprocess.run(cmd, check=True)\n"
         "    sys.path.insert(0, \"routing-laws/lib\")\n"
         "    from routing_laws.book import colab_bootstrap\n"
+        "\n"
         "    colab_bootstrap(\"routing-laws\")"
     )
 
