@@ -36,7 +36,7 @@ table.routing-laws-table td:first-child, table.routing-laws-table th:first-child
 /* narrow enough for the 1280 px layout: small type, headers wrap (also at '_' in knob names) */
 table.routing-laws-table { font-size: 0.8em; }
 table.routing-laws-table th { white-space: normal; overflow-wrap: anywhere; vertical-align: bottom; }
-table.routing-laws-table td { white-space: nowrap; }
+table.routing-laws-table td:nth-child(-n+2) { white-space: nowrap; }  /* labels: router, size */
 table.routing-laws-table caption { caption-side: top; text-align: left; font-weight: bold; }
 /* no horizontal scroll at a 1280 px window: long code lines and printouts wrap inside the column */
 div.cell div.highlight pre, div.cell_output pre, div.output pre {
