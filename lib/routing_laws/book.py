@@ -339,6 +339,7 @@ def execute_chapters(profile: str, chapters: Iterable[str] | None = None, *, roo
         if problems:
             failed.append(f"{src.relative_to(root)}: " + "; ".join(problems))
             continue
+        pair_hash = pair_sha256(name, root)  # of what runs: an edit during the run makes the copy stale
         declared = set(pm.inspect_notebook(str(src)).keys())
         params = injected_parameters(profile, declared)
         tmp, bad = stage / f".{name}.{os.getpid()}.running.ipynb", stage / f"{name}.failed.ipynb"
@@ -360,7 +361,7 @@ def execute_chapters(profile: str, chapters: Iterable[str] | None = None, *, roo
         nb = nbformat.read(str(tmp), as_version=4)
         _hide_default_parameters(nb)
         nb.metadata["routing_laws"] = {"source": f"{CHAPTER_DIR.as_posix()}/{name}.ipynb", "profile": profile,
-                                       "pair_sha256": pair_sha256(name, root), "wall_s": round(wall, 2)}
+                                       "pair_sha256": pair_hash, "wall_s": round(wall, 2)}
         atomic_write_text(out, nbformat.writes(nb) + "\n")
         tmp.unlink(missing_ok=True)
         bad.unlink(missing_ok=True)
