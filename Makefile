@@ -1,5 +1,5 @@
-# routing-laws: `make book` builds the executed book, `make test` runs every test.
-# Each target creates .venv (Python 3.11+) from constraints.txt when it is missing.
+# routing-laws: `make book` builds the executed book, `make test` runs every test, `make lab` opens the
+# chapters in JupyterLab. Each target creates .venv (Python 3.11+) from constraints.txt when it is missing.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,12 +7,12 @@ PY := $(VENV)/bin/python
 PROFILE ?= cpu
 STAMP := $(VENV)/.installed
 
-.PHONY: book test test-fast corpus sweep venv clean
+.PHONY: book test test-fast corpus sweep venv lab sync clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test,corpus]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[book,test,corpus,lab]"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -28,6 +28,14 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" tests --ignore=tests/test_browser.py
+
+# JupyterLab from the project's venv; jupytext opens chapters/*.md as notebooks and saves both files.
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=chapters
+
+# After editing a chapter's .md (or its .ipynb), write the other file of the pair.
+sync: $(STAMP)
+	$(VENV)/bin/jupytext --sync chapters/*.md
 
 corpus: $(STAMP)
 	$(VENV)/bin/routing-laws corpus

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -206,6 +207,33 @@ def test_injected_parameters_only_declared_knobs():
 
 
 # --------------------------------------------------------------------------- notebooks, toc, staging
+def _write_chapter(path: Path, cells: list[tuple[str, str]], parameters: str = 'profile = "auto"',
+                   skeleton: bool = True) -> Path:
+    """A chapter pair (``path`` .ipynb + .md) as an author would commit it: title first, a parameters
+    cell, the skeleton's parts (unless ``skeleton=False``), no outputs."""
+    import jupytext
+    import nbformat
+    from nbformat import v4
+
+    nb = v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["jupytext"] = {"formats": book.PAIR_FORMATS}
+    made = [v4.new_markdown_cell(src) if kind == "md" else v4.new_code_cell(src) for kind, src in cells]
+    at = 1 if made and made[0].cell_type == "markdown" else 0
+    made.insert(at, v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    if skeleton:
+        made.insert(at, v4.new_markdown_cell("**Overview.** What it does.\n\n**What you need.** Nothing."))
+        made += [v4.new_markdown_cell("## A section\n\ntext"),
+                 v4.new_markdown_cell("## Summary\n\n- done\n\n**Read next:** nothing")]
+    nb.cells = made
+    path = Path(path).with_suffix(".ipynb")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    jupytext.write(nb, str(path.with_suffix(".md")), fmt="md:myst")
+    return path
+
+
 def _mini_root(tmp_path: Path, chapters: dict[str, list[tuple[str, str]]], toc_extra: str = "") -> Path:
     (tmp_path / "book").mkdir()
     (tmp_path / "chapters").mkdir()
@@ -214,22 +242,77 @@ def _mini_root(tmp_path: Path, chapters: dict[str, list[tuple[str, str]]], toc_e
     (tmp_path / "_toc.yml").write_text(f"format: jb-book\nroot: book/intro\nchapters:\n{entries}")
     for name, cells in chapters.items():
         if cells is not None:
-            book.write_notebook(book.new_notebook(cells), tmp_path / "chapters" / f"{name}.ipynb")
+            _write_chapter(tmp_path / "chapters" / name, cells)
     return tmp_path
 
 
-def test_new_notebook_follows_the_rules(tmp_path):
-    nb = book.new_notebook([("md", "# Title"), ("code", "x = 1")], parameters='profile = "auto"\nsteps = 3')
-    assert nb.cells[1].metadata["tags"] == ["parameters"] and nb.cells[0].cell_type == "markdown"
-    path = book.write_notebook(nb, tmp_path / "a.ipynb")
+def test_chapter_rules_pass_and_break_loudly(tmp_path):
+    path = _write_chapter(tmp_path / "a", [("md", "# Title"), ("code", "x = 1")],
+                          parameters='profile = "auto"\nsteps = 3')
     assert book.check_chapter(path) == []
     raw = json.loads(path.read_text())
-    raw["cells"][2]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
+    raw["cells"][3]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1\n"}]
+    raw["cells"][3]["execution_count"] = 1
     raw["metadata"].pop("kernelspec")
-    raw["cells"][1]["source"] = "steps = 3"
+    raw["metadata"].pop("jupytext")
+    raw["cells"][2]["source"] = "steps = 3"
     path.write_text(json.dumps(raw))
     problems = " | ".join(book.check_chapter(path))
-    assert "kernelspec" in problems and "outputs" in problems and "must set profile" in problems
+    for expected in ("kernelspec", "outputs", "must set profile", "jupytext.formats"):
+        assert expected in problems, expected
+
+
+@pytest.mark.parametrize("drop, missing", [("## Summary", "summary"), ("**Read next:**", "what next"),
+                                           ("**What you need.**", "prerequisites"), ("## A section", "a section")])
+def test_skeleton_parts_are_required_in_order(tmp_path, drop, missing):
+    path = _write_chapter(tmp_path / "a", [("md", "# Title")])
+    raw = json.loads(path.read_text())
+    for c in raw["cells"]:
+        src = "".join(c["source"])
+        c["source"] = src.replace(drop, "Plain text")
+    path.write_text(json.dumps(raw))
+    assert any(f"needs {missing}" in p for p in book.check_chapter(path))
+
+
+def test_skeleton_out_of_order_is_a_problem(tmp_path):
+    path = _write_chapter(tmp_path / "a", [("md", "# Title\n\n**Read next:** too early")], skeleton=False)
+    raw = json.loads(path.read_text())
+    raw["cells"].append({"cell_type": "markdown", "id": "late", "metadata": {}, "source": "**Overview.** x\n\n**What you need.** y"})
+    path.write_text(json.dumps(raw))
+    assert any("needs what next" in p or "needs a section" in p for p in book.check_chapter(path))
+
+
+def test_pair_check_finds_every_kind_of_drift(tmp_path):
+    """Edited source, changed tags, an added cell: each is reported with the fix; a clean pair is []."""
+    ipynb = _write_chapter(tmp_path / "c", [("md", "# T"), ("code", "y = 2")])
+    md = ipynb.with_suffix(".md")
+    assert book.pair_problems(md, ipynb) == []
+    clean = md.read_text()
+    md.write_text(clean.replace("y = 2", "y = 3"))
+    assert any("source differs" in p and "jupytext --sync" in p for p in book.pair_problems(md, ipynb))
+    md.write_text(clean.replace(":tags: [parameters]", ":tags: [parameters, hide-input]"))
+    assert any("tags differ" in p or "cell 2 tags" in p for p in book.pair_problems(md, ipynb))
+    md.write_text(clean + "\nOne more paragraph, in a new cell.\n\n+++\n\nAnd another.\n")
+    assert any("cells" in p for p in book.pair_problems(md, ipynb))
+    md.unlink()
+    assert "missing" in book.pair_problems(md, ipynb)[0]
+
+
+def test_pair_hash_covers_both_files(tmp_path):
+    root = _mini_root(tmp_path, {"01_a": [("md", "# A")]})
+    before = book.pair_sha256("01_a", root)
+    md, ipynb = book.chapter_pair("01_a", root)
+    md.write_text(md.read_text() + "\n")
+    assert book.pair_sha256("01_a", root) != before
+
+
+def test_execute_refuses_an_out_of_sync_pair(tmp_path):
+    root = _mini_root(tmp_path, {"01_a": [("md", "# A"), ("code", "x = 1")]})
+    md, _ = book.chapter_pair("01_a", root)
+    md.write_text(md.read_text().replace("x = 1", "x = 2"))
+    with pytest.raises(book.ChapterError, match="jupytext --sync"):
+        book.execute_chapters("smoke", root=root, log=lambda m: None)
+    assert not (root / "book/executed/01_a.ipynb").exists()
 
 
 def test_toc_names_missing_sources_and_pages(tmp_path):
@@ -249,7 +332,8 @@ def test_execute_stages_chapters_and_names_failures(tmp_path):
         "02_bad": [("md", "# Bad"), ("code", "raise RuntimeError('chapter exploded')")],
     })
     nb1 = root / "chapters" / "01_ok.ipynb"
-    nb1.write_text(nb1.read_text().replace('profile = \\"auto\\"', 'profile = \\"auto\\"\\ntrain_tokens = 1'))
+    _write_chapter(nb1, [("md", "# OK"), ("code", "import os\nprint(profile, train_tokens, os.environ['ROUTING_LAWS_CHARTS'])")],
+                   parameters='profile = "auto"\ntrain_tokens = 1')
     logs = []
     with pytest.raises(book.ChapterError) as err:
         book.execute_chapters("smoke", root=root, log=logs.append)
@@ -263,9 +347,10 @@ def test_execute_stages_chapters_and_names_failures(tmp_path):
     out = "".join(o.get("text", "") for c in staged.cells if c.cell_type == "code" for o in c.outputs)
     assert out.strip() == f"smoke {book.PROFILES['smoke']['train_tokens']} html"
     assert staged.metadata["routing_laws"]["profile"] == "smoke"
-    assert "remove-cell" in staged.cells[1].metadata["tags"]
+    assert "remove-cell" in staged.cells[2].metadata["tags"]  # the defaults papermill overrode
     assert book.stale_chapters(root) == []
-    nb1.write_text(nb1.read_text().replace("# OK", "# OK, edited"))
+    md1 = nb1.with_suffix(".md")
+    md1.write_text(md1.read_text().replace("# OK", "# OK, edited"))  # editing the text alone is a change
     assert book.stale_chapters(root) == ["01_ok"]
     with pytest.raises(ValidationError, match="not in _toc.yml"):
         book.execute_chapters("smoke", ["03_missing"], root=root)
@@ -286,3 +371,101 @@ def test_repository_book_is_consistent():
         assert src.stem in listed, f"{src.name} is not listed in _toc.yml as book/executed/{src.stem}"
         assert book.check_chapter(src) == [], src.name
     book.check_toc(ROOT, need_staged=False)
+
+
+@pytest.mark.parametrize("name", book.toc_chapters(ROOT))
+def test_repository_chapter_pairs_are_in_sync(name):
+    """Each chapters/<name>.md says exactly what chapters/<name>.ipynb holds (fix: make sync)."""
+    md, ipynb = book.chapter_pair(name, ROOT)
+    assert book.pair_problems(md, ipynb) == []
+    assert sorted(p.stem for p in (ROOT / "chapters").glob("*.md")) == sorted(book.toc_chapters(ROOT))
+
+
+@pytest.mark.parametrize("name", book.toc_chapters(ROOT))
+def test_repository_chapters_open_in_colab(name):
+    """A Colab link to this very notebook, a first code cell that installs the project there (hidden
+    from the book), the plumbing cell folded, and a time-to-run line for every profile."""
+    import nbformat
+
+    nb = nbformat.read(str(ROOT / "chapters" / f"{name}.ipynb"), as_version=4)
+    assert book.colab_url(name) in nb.cells[0].source
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code[0].source == book.setup_cell(), f"first code cell of {name} must be book.setup_cell()"
+    assert code[0].metadata.get("tags") == ["remove-cell"]
+    assert "parameters" in code[1].metadata.get("tags", [])
+    assert "hide-input" in code[2].metadata.get("tags", [])
+    timing = [ln for ln in nb.cells[0].source.split("\n\n") if ln.startswith("**Time to run.**")]
+    assert len(timing) == 1, "the first cell needs one paragraph starting **Time to run.**"
+    assert all(re.search(rf"\b{p}\b", timing[0]) for p in ("smoke", "cpu", "gpu")), timing[0]
+    assert "pip install -U" not in "".join(c.source for c in nb.cells)
+
+
+# --------------------------------------------------------------------------- Colab and plain installs
+def _fake_clone(where: Path) -> Path:
+    (where / "data" / "paper").mkdir(parents=True)
+    (where / "pyproject.toml").write_text("[project]\nname = 'routing-laws'\n")
+    (where / "constraints.txt").write_text("jax==0.10.2\n")
+    return where
+
+
+def test_colab_bootstrap_installs_the_clone_with_its_pins(tmp_path):
+    clone, calls, env = _fake_clone(tmp_path / "routing-laws"), [], {}
+    cmd = book.colab_bootstrap(clone, run=lambda c, check: calls.append((c, check)), gpu=False, environ=env)
+    assert calls == [(cmd, True)]
+    assert cmd[1:4] == ["-m", "pip", "install"] and "-U" not in cmd and "--upgrade" not in cmd
+    assert cmd[cmd.index("-c") + 1] == str(clone.resolve() / "constraints.txt")
+    assert cmd[-2:] == ["-e", str(clone.resolve())] and env[book.ROOT_ENV] == str(clone.resolve())
+    gpu_cmd = book.colab_bootstrap(clone, run=lambda c, check: None, gpu=True, environ={})
+    assert gpu_cmd[-1] == f"{clone.resolve()}[cuda12]"
+    with pytest.raises(ValidationError, match="constraints.txt"):
+        (clone / "constraints.txt").unlink()
+        book.colab_bootstrap(clone, run=lambda c, check: pytest.fail("must not install"), environ={})
+
+
+def test_setup_cell_does_nothing_where_the_project_is_installed(monkeypatch):
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: pytest.fail(f"ran {a}"))
+    exec(book.setup_cell(), {})  # routing_laws is importable here, as in the book build
+
+
+def test_setup_cell_clones_then_bootstraps_where_it_is_missing(monkeypatch, tmp_path):
+    """Colab: find_spec says no routing_laws; the cell clones (faked: no network) and installs the
+    clone through colab_bootstrap with the pins."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    calls = []
+
+    def fake_run(cmd, check):
+        calls.append(cmd)
+        if cmd[:2] == ["git", "clone"]:
+            _fake_clone(tmp_path / cmd[-1])
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delenv(book.ROOT_ENV, raising=False)
+    monkeypatch.setattr(book, "shutil", type("S", (), {"which": staticmethod(lambda name: None)}))
+    exec(book.setup_cell(), {})
+    assert calls[0][:2] == ["git", "clone"] and calls[0][-2:] == [book.REPO_URL, "routing-laws"]
+    assert calls[1][2:4] == ["pip", "install"] and "constraints.txt" in calls[1][calls[1].index("-c") + 1]
+    assert sys.path[0] == "routing-laws/lib"
+    assert os.environ[book.ROOT_ENV] == str(tmp_path / "routing-laws")
+    monkeypatch.delenv(book.ROOT_ENV)
+
+
+def test_project_root_explains_a_non_editable_install(tmp_path, monkeypatch):
+    assert book.project_root({}) == ROOT
+    assert book.project_root({book.ROOT_ENV: str(_fake_clone(tmp_path / "clone"))}) == (tmp_path / "clone").resolve()
+    with pytest.raises(ValidationError, match="clone the repository"):
+        book.project_root({book.ROOT_ENV: str(tmp_path / "empty")})
+    monkeypatch.setattr(book, "repo_root", lambda: tmp_path / "site-packages")  # what pip install git+... gives
+    with pytest.raises(ValidationError, match="non-editable install"):
+        book.project_root({})
+
+
+def test_colab_url_names_the_notebook():
+    assert book.colab_url("01_routing", "https://github.com/a/b.git").endswith("/github/a/b/blob/main/chapters/01_routing.ipynb")
+    with pytest.raises(ValidationError, match="repo_url"):
+        book.colab_url("01_routing", "https://example.org/x")

@@ -2,13 +2,17 @@
 
 Builds the book once per session with the smoke profile (``routing-laws book --profile smoke``), or
 reuses ``_build/html`` when ``ROUTING_LAWS_BOOK_BUILT=1``. ``ROUTING_LAWS_BOOK_ROOT`` points at another
-book root (used to test the pipeline on a stand-in chapter). ``ROUTING_LAWS_SCREENSHOTS=DIR`` also
-saves a screenshot of every page. Needs Debian's ``chromium`` (``apt-get install -y chromium``);
-skipped with that reason when it is absent.
+book root (used to test the pipeline on a stand-in chapter). Every page is opened in a 1280 px wide
+window; a script added to a copy of the page measures, once the charts have drawn, every code cell,
+output, table and chart for content wider than its box (no horizontal scroll allowed), and a full-page
+screenshot of every page goes to ``_build/screenshots/<page>.png`` (``ROUTING_LAWS_SCREENSHOTS=DIR``
+elsewhere) for reviewers. Needs Debian's ``chromium`` (``apt-get install -y chromium``); skipped with
+that reason when it is absent.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -37,6 +41,23 @@ OFFLINE_FLAGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
     "--enable-logging=stderr", "--v=0", "--virtual-time-budget=15000",
 ]
+WINDOW_W = 1280
+MAX_SHOT_H = 16000
+# Elements that must not scroll sideways at WINDOW_W: code cells, their outputs, tables, charts, the page.
+OVERFLOW_SELECTORS = ("div.cell div.highlight pre", "div.cell_output", "div.cell_output pre", "div.output",
+                      "table", ".altair-chart", "main", "article")
+MEASURE_JS = """<script>window.addEventListener("load", function () { setTimeout(function () {
+  var sel = %s, bad = [];
+  sel.forEach(function (s) { document.querySelectorAll(s).forEach(function (el) {
+    if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+      bad.push({sel: s, scroll: el.scrollWidth, client: el.clientWidth,
+                text: (el.innerText || "").trim().slice(0, 80)}); }); });
+  var d = document.documentElement;
+  if (d.scrollWidth > d.clientWidth + 1) bad.push({sel: "page", scroll: d.scrollWidth, client: d.clientWidth, text: ""});
+  var out = document.createElement("pre"); out.id = "routing-laws-overflow";
+  out.textContent = JSON.stringify({bad: bad, height: d.scrollHeight});
+  document.body.appendChild(out); }, 4000); });</script>""" % json.dumps(list(OVERFLOW_SELECTORS))
+REPORT_RE = re.compile(r'<pre id="routing-laws-overflow">(.*?)</pre>', re.S)
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +84,29 @@ def _chromium(args: list[str], timeout: int = 120) -> subprocess.CompletedProces
                               capture_output=True, text=True, timeout=timeout)
 
 
-def _visit(page: Path) -> dict:
-    proc = _chromium(["--dump-dom", page.as_uri()])
+def _screenshot_dir(html_dir: Path) -> Path:
+    return Path(os.environ.get("ROUTING_LAWS_SCREENSHOTS") or html_dir.parent / "screenshots")
+
+
+def _visit(page: Path, html_dir: Path, shots: Path) -> dict:
+    """Open ``page`` (the DOM after its scripts ran, console lines), a measuring copy of it (overflow
+    report and page height), then screenshot it whole at WINDOW_W."""
+    proc = _chromium(["--dump-dom", f"--window-size={WINDOW_W},900", page.as_uri()])
     console = [ln for ln in proc.stderr.splitlines() if ":CONSOLE" in ln]
-    shots = os.environ.get("ROUTING_LAWS_SCREENSHOTS")
-    if shots:
-        Path(shots).mkdir(parents=True, exist_ok=True)
-        name = "_".join(page.with_suffix(".png").parts[-3:])
-        _chromium([f"--screenshot={Path(shots) / name}", "--window-size=1200,2400", page.as_uri()])
-    return {"dom": proc.stdout, "console": console, "rc": proc.returncode}
+    probe = page.with_name(f".{page.stem}.measure.html")  # beside the page, so relative assets load
+    try:
+        probe.write_text(page.read_text(encoding="utf-8").replace("</body>", MEASURE_JS + "</body>"), encoding="utf-8")
+        measured = _chromium(["--dump-dom", f"--window-size={WINDOW_W},900", probe.as_uri()])
+    finally:
+        probe.unlink(missing_ok=True)
+    m = REPORT_RE.search(measured.stdout)
+    report = json.loads(m.group(1).replace("&quot;", '"').replace("&lt;", "<").replace("&gt;", ">")
+                        .replace("&amp;", "&")) if m else None
+    shots.mkdir(parents=True, exist_ok=True)
+    shot = shots / "_".join(page.relative_to(html_dir).with_suffix(".png").parts)
+    height = min(max(int((report or {}).get("height", 2400)), 900), MAX_SHOT_H)
+    _chromium([f"--screenshot={shot}", f"--window-size={WINDOW_W},{height}", page.as_uri()])
+    return {"dom": proc.stdout, "console": console, "rc": proc.returncode, "overflow": report, "shot": shot}
 
 
 def test_no_cdn_or_remote_assets_in_built_html(html_dir):
@@ -114,9 +149,11 @@ def test_local_assets_exist(html_dir):
 @pytest.fixture(scope="session")
 def visits(html_dir) -> dict[Path, dict]:
     """Every page opened once (two browsers at a time; ~4 s each on 2 cores)."""
-    pages = _pages(html_dir)
+    pages, shots = _pages(html_dir), _screenshot_dir(html_dir)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(pages, pool.map(_visit, pages)))
+        visited = dict(zip(pages, pool.map(lambda p: _visit(p, html_dir, shots), pages)))
+    print(f"\nscreenshots of {len(visited)} pages at {WINDOW_W} px: {shots}")
+    return visited
 
 
 def test_every_page_draws_every_chart_offline(html_dir, visits):
@@ -145,3 +182,24 @@ def test_math_is_typeset_offline(visits):
     if intro is None:
         pytest.skip("no intro page in this build")
     assert "mjx-container" in visits[intro]["dom"], "MathJax did not typeset the intro page offline"
+
+
+def test_no_page_scrolls_sideways_at_1280px(html_dir, visits):
+    """At a 1280 px window no code cell, output, table or chart is wider than its box, and the page
+    itself does not scroll sideways (1 px tolerance for rounding)."""
+    problems = []
+    for page, res in visits.items():
+        rel = page.relative_to(html_dir)
+        if res["overflow"] is None and "http-equiv=\"Refresh\"" in page.read_text(encoding="utf-8")[:300]:
+            continue  # index.html: a redirect to the intro, nothing to measure
+        if res["overflow"] is None:
+            problems.append(f"{rel}: the measuring script did not report (page scripts failed?)")
+            continue
+        problems += [f"{rel}: {b['sel']} is {b['scroll']} px wide in a {b['client']} px box: {b['text']!r}"
+                     for b in res["overflow"]["bad"]]
+    assert not problems, "horizontal overflow at 1280 px:\n" + "\n".join(problems[:40])
+
+
+def test_every_page_has_a_screenshot(visits):
+    missing = [str(res["shot"]) for res in visits.values() if not Path(res["shot"]).is_file()]
+    assert not missing, "no screenshot written: " + ", ".join(missing)

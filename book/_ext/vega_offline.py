@@ -18,9 +18,10 @@ What it does, and why:
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from routing_laws.io_utils import atomic_write_text  # the book builds in the project's venv
 
 BUNDLE_NAME = "vega-offline.js"
 STAMP_NAME = "vega-offline.stamp"
@@ -29,9 +30,17 @@ CSS_NAME = "vega-offline.css"
 _CSS = """/* charts from routing_laws.charts: never wider than the text column */
 .altair-chart { max-width: 100%; overflow-x: auto; margin: 0.5em 0 1em 0; }
 .altair-chart .vega-embed { max-width: 100%; }
-/* tables from routing_laws.explore.Table: room between columns, numbers right-aligned, labels left */
-table.routing-laws-table th, table.routing-laws-table td { padding: 0.15em 0.8em; text-align: right; }
+/* tables from routing_laws.tables.Table: room between columns, numbers right-aligned, labels left */
+table.routing-laws-table th, table.routing-laws-table td { padding: 0.15em 0.45em; text-align: right; }
 table.routing-laws-table td:first-child, table.routing-laws-table th:first-child { text-align: left; }
+/* narrow enough for the 1280 px layout: small type, headers wrap (also at '_' in knob names) */
+table.routing-laws-table { font-size: 0.8em; }
+table.routing-laws-table th { white-space: normal; overflow-wrap: anywhere; vertical-align: bottom; }
+table.routing-laws-table td:nth-child(-n+2) { white-space: nowrap; }  /* labels: router, size */
+table.routing-laws-table caption { caption-side: top; text-align: left; font-weight: bold; }
+/* no horizontal scroll at a 1280 px window: long code lines and printouts wrap inside the column */
+div.cell div.highlight pre, div.cell_output pre, div.output pre {
+  white-space: pre-wrap; overflow-wrap: anywhere; }
 """
 
 
@@ -83,11 +92,9 @@ def write_bundle(static_dir: Path) -> Path:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return
-    tmp = path.with_name("." + path.name + "." + hashlib.sha1(text.encode()).hexdigest()[:8] + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """The library's atomic writer, skipped when the file already holds ``text`` (keeps mtimes)."""
+    if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        atomic_write_text(path, text)
 
 
 def _config_inited(app, config) -> None:

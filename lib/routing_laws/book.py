@@ -1,8 +1,13 @@
-"""Run the chapters with papermill under a profile, stage the executed copies, build the Jupyter Book.
+"""The book: chapter sources and their rules, profiles, papermill execution, the Jupyter Book build,
+and the first cell that installs the project where a chapter is opened without it (Colab).
 
 Layout (the book's root is the repository root):
-- ``chapters/<name>.ipynb``: sources, committed without outputs, with a cell tagged ``parameters``
-  that sets at least ``profile = "auto"`` (see ``check_chapter``; ``new_notebook`` writes such files).
+- ``chapters/<name>.md`` + ``chapters/<name>.ipynb``: one chapter, one jupytext pair (``ipynb,md:myst``).
+  The MyST text is what authors edit and review; the notebook (committed without outputs) is what
+  papermill, Colab, GitHub and JupyterLab open. ``pair_problems`` says when the two differ (fix:
+  ``make sync``, i.e. ``jupytext --sync chapters/*.md``); ``check_chapter`` enforces the chapter rules
+  (a ``parameters`` cell setting ``profile``, the skeleton overview / what you need / sections /
+  summary / read next, no outputs).
 - ``book/executed/<name>.ipynb``: the executed copy (git-ignored). ``_toc.yml`` lists chapters by
   this staged name (``file: book/executed/<name>``), so the toc alone says which sources to run.
 - ``_build/html/index.html``: the book, built by ``jupyter-book build --all -W -n --keep-going .``
@@ -16,10 +21,16 @@ injects ``profile`` (the concrete name) and every other knob the chapter's ``par
 Recommended chapter pattern: ``profile = "auto"`` in the parameters cell, then
 ``P = routing_laws.book.profile_params(profile)`` and read ``P["train_tokens"]`` etc.
 Kernels run in ``chapters/`` with ``ROUTING_LAWS_CHARTS=html`` so charts render for the book.
+
+Readers without a checkout: ``setup_cell`` is every chapter's first code cell (a no-op where
+``routing_laws`` imports); in Colab it clones the repository and calls ``colab_bootstrap``, which
+installs the clone with ``constraints.txt``. ``project_root`` finds ``data/`` (``$ROUTING_LAWS_ROOT``
+or the checkout) and says to clone when a non-editable install has none.
 """
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import os
@@ -30,11 +41,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from routing_laws.book_pages import (  # noqa: F401  (re-exported)
-    CHAPTER_DIR, STAGE_DIR, TOC, BookBuildError, check_chapter, check_toc, new_notebook, toc_chapters,
-    toc_pages, write_notebook)
+from routing_laws.config import SIZES
 from routing_laws.errors import RoutingLawsError, ValidationError, check_choice, check_int
-from routing_laws.io_utils import repo_root
+from routing_laws.io_utils import atomic_write_text, repo_root
+
+# Third-party imports (nbformat, papermill, jupytext, yaml, jax) stay inside the functions that need
+# them: they come with the ``book`` extra, and ``routing-laws --help`` must not pay for them.
 
 PROFILES: dict[str, dict[str, Any]] = {
     # knob meanings: model_size is a key of config.SIZES; train_tokens per live run; n_experts of the
@@ -51,17 +63,26 @@ PROFILES: dict[str, dict[str, Any]] = {
 PROFILE_NAMES = tuple(PROFILES)
 CELL_TIMEOUT_S = 3600
 PROFILE_ENV = "ROUTING_LAWS_PROFILE"
+STAGE_DIR = Path("book") / "executed"
+CHAPTER_DIR = Path("chapters")
+TOC = "_toc.yml"
+PAIR_FORMATS = "ipynb,md:myst"
+# The chapter skeleton, in order: (what the rule is called, the text a markdown line starts with).
+SKELETON = (("title", "# "), ("overview", "**Overview.**"), ("prerequisites", "**What you need.**"),
+            ("a section", "## "), ("summary", "## Summary"), ("what next", "**Read next:**"))
 
 
 class ChapterError(RoutingLawsError):
     """A chapter failed to execute or breaks the notebook rules; the message names the chapter."""
 
 
+class BookBuildError(RoutingLawsError):
+    """jupyter-book failed, or the toc names pages that do not exist."""
+
+
 # --------------------------------------------------------------------------- profiles
 def validate_profiles(profiles: dict[str, dict[str, Any]] = PROFILES) -> None:
     """Check the profile table: same knobs everywhere, sensible values, ``auto`` holds only its name."""
-    from routing_laws.config import SIZES
-
     concrete = [n for n in profiles if n != "auto"]
     if profiles.get("auto") != {"profile": "auto"}:
         raise ValidationError("PROFILES['auto']", "must be exactly {'profile': 'auto'}", "knobs come from cpu/gpu")
@@ -114,6 +135,157 @@ def injected_parameters(profile: str, declared: Iterable[str]) -> dict[str, Any]
     return {k: v for k, v in PROFILES[profile].items() if k == "profile" or k in set(declared)}
 
 
+# --------------------------------------------------------------------------- chapter sources
+def check_chapter(path: str | os.PathLike) -> list[str]:
+    """Rule violations of a chapter notebook (empty list = fine): kernelspec, pairing, the parameters
+    cell, the skeleton (``SKELETON``, in order), no outputs."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    problems = []
+    if nb.metadata.get("jupytext", {}).get("formats") != PAIR_FORMATS:
+        problems.append(f"metadata.jupytext.formats must be {PAIR_FORMATS!r} (jupytext --set-formats {PAIR_FORMATS})")
+    if nb.metadata.get("kernelspec", {}).get("name") != "python3":
+        problems.append("metadata.kernelspec.name must be 'python3'")
+    if nb.metadata.get("language_info", {}).get("name") != "python":
+        problems.append("metadata.language_info.name must be 'python'")
+    params = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(params) != 1:
+        problems.append(f"needs exactly one cell tagged 'parameters', found {len(params)}")
+    elif "profile" not in _declared(params[0].source):
+        problems.append("the parameters cell must set profile (e.g. profile = \"auto\")")
+    for i, c in enumerate(nb.cells):
+        if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None):
+            problems.append(f"cell {i} has outputs or an execution count (clear outputs before committing)")
+    problems += _skeleton_problems([c.source for c in nb.cells if c.cell_type == "markdown"])
+    return problems
+
+
+def _skeleton_problems(markdown: list[str]) -> list[str]:
+    """The skeleton's parts in order, each at the start of a line of a markdown cell."""
+    missing, at = [], 0
+    lines = [ln for src in markdown for ln in src.splitlines()]
+    for what, start in SKELETON:
+        hit = next((k for k in range(at, len(lines)) if lines[k].startswith(start)
+                    and not (start == "## " and lines[k].startswith("## Summary"))), None)
+        if hit is None:
+            missing.append(f"the skeleton needs {what} (a markdown line starting {start.strip()!r}) "
+                           "after the parts before it")
+        else:
+            at = hit + 1
+    return missing
+
+
+def chapter_pair(name: str, root: Path | None = None) -> tuple[Path, Path]:
+    """``(chapters/<name>.md, chapters/<name>.ipynb)`` of a chapter."""
+    base = Path(root or repo_root()) / CHAPTER_DIR / name
+    return base.with_suffix(".md"), base.with_suffix(".ipynb")
+
+
+def pair_problems(md_path: str | os.PathLike, ipynb_path: str | os.PathLike) -> list[str]:
+    """How a chapter's MyST text and its notebook differ (empty list = in sync).
+
+    Both are read with jupytext and compared cell by cell: type, source and tags (the notebook's
+    outputs, execution counts and ids are not part of the text). The fix is ``make sync``.
+    """
+    import jupytext
+
+    md_path, ipynb_path = Path(md_path), Path(ipynb_path)
+    for p in (md_path, ipynb_path):
+        if not p.is_file():
+            return [f"{p} is missing (create the pair: jupytext --set-formats {PAIR_FORMATS} {ipynb_path})"]
+    a, b = jupytext.read(md_path), jupytext.read(ipynb_path)
+    fix = f"run: jupytext --sync {md_path.as_posix()} (after editing the .md)"
+    if len(a.cells) != len(b.cells):
+        return [f"{md_path.name} has {len(a.cells)} cells, {ipynb_path.name} {len(b.cells)}: {fix}"]
+    problems = []
+    for i, (x, y) in enumerate(zip(a.cells, b.cells)):
+        for what, u, v in (("type", x.cell_type, y.cell_type), ("source", x.source.strip(), y.source.strip()),
+                           ("tags", x.metadata.get("tags", []), y.metadata.get("tags", []))):
+            if u != v:
+                problems.append(f"cell {i} {what} differs between {md_path.name} and {ipynb_path.name}: {fix}")
+                break
+    return problems
+
+
+def pair_sha256(name: str, root: Path | None = None) -> str:
+    """One hash of both files of a chapter's pair: a staged copy is current only if neither changed."""
+    h = hashlib.sha256()
+    for p in chapter_pair(name, root):
+        h.update(p.read_bytes() if p.is_file() else b"")
+    return h.hexdigest()
+
+
+def _declared(source: str) -> set[str]:
+    """Names assigned at top level of a parameters cell."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
+
+
+# --------------------------------------------------------------------------- toc
+def toc_pages(root: Path | None = None) -> list[str]:
+    """Every ``file:`` / ``root:`` entry of ``_toc.yml``, in order, without suffix."""
+    import yaml
+
+    root = Path(root or repo_root())
+    path = root / TOC
+    if not path.is_file():
+        raise BookBuildError(f"{path} is missing (the book's table of contents)")
+    try:
+        toc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise BookBuildError(f"{path} is not valid YAML: {e}") from None
+    pages: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if isinstance(node.get(key), str):
+                    pages.append(node[key])
+            for value in node.values():
+                if isinstance(value, (list, dict)):
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return pages
+
+
+def toc_chapters(root: Path | None = None) -> list[str]:
+    """Chapter names (``02_training``) the toc lists as staged notebooks, in order."""
+    prefix = STAGE_DIR.as_posix() + "/"
+    return [p[len(prefix):].removesuffix(".ipynb") for p in toc_pages(root) if p.startswith(prefix)]
+
+
+def check_toc(root: Path | None = None, *, need_staged: bool = True) -> list[str]:
+    """Raise ``BookBuildError`` listing every toc entry whose source (or staged copy) is missing."""
+    root = Path(root or repo_root())
+    missing = []
+    chapters = set(toc_chapters(root))
+    for page in toc_pages(root):
+        name = page.removeprefix(STAGE_DIR.as_posix() + "/").removesuffix(".ipynb")
+        if name in chapters and page.startswith(STAGE_DIR.as_posix()):
+            src = root / CHAPTER_DIR / f"{name}.ipynb"
+            if not src.is_file():
+                missing.append(f"{TOC} lists {page} but its source {src.relative_to(root)} does not exist")
+            elif need_staged and not (root / STAGE_DIR / f"{name}.ipynb").is_file():
+                missing.append(f"{page}.ipynb is not staged (run: routing-laws book --only {name})")
+        elif not any((root / (page + s)).is_file() for s in ("", ".md", ".ipynb")):
+            missing.append(f"{TOC} lists {page} but no {page}.md or {page}.ipynb exists")
+    if missing:
+        raise BookBuildError("; ".join(missing))
+    return sorted(chapters)
+
+
 # --------------------------------------------------------------------------- execute and build
 @contextlib.contextmanager
 def _env(**values: str):
@@ -163,10 +335,11 @@ def execute_chapters(profile: str, chapters: Iterable[str] | None = None, *, roo
     done, failed = [], []
     for name in names:
         src, out = root / CHAPTER_DIR / f"{name}.ipynb", stage / f"{name}.ipynb"
-        problems = check_chapter(src)
+        problems = check_chapter(src) + pair_problems(root / CHAPTER_DIR / f"{name}.md", src)
         if problems:
             failed.append(f"{src.relative_to(root)}: " + "; ".join(problems))
             continue
+        pair_hash = pair_sha256(name, root)  # of what runs: an edit during the run makes the copy stale
         declared = set(pm.inspect_notebook(str(src)).keys())
         params = injected_parameters(profile, declared)
         tmp, bad = stage / f".{name}.{os.getpid()}.running.ipynb", stage / f"{name}.failed.ipynb"
@@ -188,9 +361,8 @@ def execute_chapters(profile: str, chapters: Iterable[str] | None = None, *, roo
         nb = nbformat.read(str(tmp), as_version=4)
         _hide_default_parameters(nb)
         nb.metadata["routing_laws"] = {"source": f"{CHAPTER_DIR.as_posix()}/{name}.ipynb", "profile": profile,
-                                       "source_sha256": hashlib.sha256(src.read_bytes()).hexdigest(),
-                                       "wall_s": round(wall, 2)}
-        write_notebook(nb, out)
+                                       "pair_sha256": pair_hash, "wall_s": round(wall, 2)}
+        atomic_write_text(out, nbformat.writes(nb) + "\n")
         tmp.unlink(missing_ok=True)
         bad.unlink(missing_ok=True)
         done.append(out)
@@ -219,7 +391,7 @@ def _short(e: Exception) -> str:
 
 
 def stale_chapters(root: Path | None = None) -> list[str]:
-    """Staged chapters whose source changed since they were executed."""
+    """Staged chapters whose source pair (the .md or the .ipynb) changed since they were executed."""
     import nbformat
 
     root = Path(root or repo_root())
@@ -228,7 +400,7 @@ def stale_chapters(root: Path | None = None) -> list[str]:
         src, out = root / CHAPTER_DIR / f"{name}.ipynb", root / STAGE_DIR / f"{name}.ipynb"
         if src.is_file() and out.is_file():
             meta = nbformat.read(str(out), as_version=4).metadata.get("routing_laws", {})
-            if meta.get("source_sha256") != hashlib.sha256(src.read_bytes()).hexdigest():
+            if meta.get("pair_sha256") != pair_sha256(name, root):
                 stale.append(name)
     return stale
 
@@ -250,7 +422,7 @@ def build_book(root: Path | None = None, *, log: Callable[[str], None] = print) 
     check_toc(root, need_staged=True)
     for name in stale_chapters(root):
         log(f"book: warning: {STAGE_DIR.as_posix()}/{name}.ipynb was not executed from the current "
-            f"{CHAPTER_DIR.as_posix()}/{name}.ipynb (rerun: routing-laws book --only {name})")
+            f"{CHAPTER_DIR.as_posix()}/{name}.md/.ipynb (rerun: routing-laws book --only {name})")
     cmd = [jupyter_book_exe(), "build", "--all", "-W", "-n", "--keep-going", str(root)]
     log("book: " + " ".join(cmd))
     t0 = time.perf_counter()
@@ -264,3 +436,80 @@ def build_book(root: Path | None = None, *, log: Callable[[str], None] = print) 
         raise BookBuildError(f"jupyter-book succeeded but {index} is missing")
     log(f"book: built {index} in {time.perf_counter() - t0:.1f} s")
     return index
+
+
+# --------------------------------------------------------------------------- Colab and plain installs
+REPO_URL = "https://github.com/routing-laws/routing-laws"  # where the Colab links and first cells point
+ROOT_ENV = "ROUTING_LAWS_ROOT"
+COLAB_URL = "https://colab.research.google.com/github/{repo}/blob/main/{path}"
+
+
+def colab_url(name: str, repo_url: str = REPO_URL) -> str:
+    """The "Open in Colab" address of ``chapters/<name>.ipynb`` in the public repository."""
+    repo = repo_url.removeprefix("https://github.com/").removesuffix(".git").strip("/")
+    if repo.count("/") != 1:
+        raise ValidationError("repo_url", f"{repo_url!r} is not https://github.com/OWNER/NAME",
+                              "give the repository's GitHub address")
+    return COLAB_URL.format(repo=repo, path=f"{CHAPTER_DIR.as_posix()}/{name}.ipynb")
+
+
+def setup_cell(repo_url: str = REPO_URL) -> str:
+    """The source of every chapter's first code cell: in a kernel that cannot import ``routing_laws``
+    (Colab, a bare Jupyter) it clones the project and calls ``colab_bootstrap`` from the clone; where
+    the project is installed (the book build, ``make lab``) it does nothing."""
+    return (
+        "import importlib.util\n"
+        "import subprocess\n"
+        "import sys\n"
+        "\n"
+        "# Colab: fetch and install the project (no-op where routing_laws imports)\n"
+        "if importlib.util.find_spec(\"routing_laws\") is None:\n"
+        f"    url = \"{repo_url}\"\n"
+        "    cmd = [\"git\", \"clone\", \"-q\", \"--depth=1\", url, \"routing-laws\"]\n"
+        "    subprocess.run(cmd, check=True)\n"
+        "    sys.path.insert(0, \"routing-laws/lib\")\n"
+        "    from routing_laws.book import colab_bootstrap\n"
+        "\n"
+        "    colab_bootstrap(\"routing-laws\")"
+    )
+
+
+def colab_bootstrap(clone: str | os.PathLike, *, run: Callable[..., Any] | None = None,
+                    gpu: bool | None = None, environ: dict | None = None) -> list[str]:
+    """Install a fresh clone into this kernel's Python with the tested pins; return the pip command.
+
+    ``clone`` is the folder ``git clone`` made. The install is editable (so ``repo_root()`` finds
+    ``data/``), uses ``constraints.txt`` (never ``-U``), adds the ``cuda12`` extra when an NVIDIA GPU
+    is visible (``nvidia-smi`` on PATH, or ``gpu=True``), and sets ``$ROUTING_LAWS_ROOT`` to the clone.
+    ``run`` defaults to ``subprocess.run`` (tests pass a fake: nothing here needs the network).
+    """
+    root = Path(clone).resolve()
+    for need in ("pyproject.toml", "constraints.txt", "data/paper"):
+        if not (root / need).exists():
+            raise ValidationError("clone", f"{root} has no {need}",
+                                  f"pass the folder that `git clone {REPO_URL}` created")
+    if gpu is None:
+        gpu = shutil.which("nvidia-smi") is not None
+    target = f"{root}[cuda12]" if gpu else str(root)
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "-c", str(root / "constraints.txt"), "-e", target]
+    (run or subprocess.run)(cmd, check=True)
+    (os.environ if environ is None else environ)[ROOT_ENV] = str(root)
+    return cmd
+
+
+def project_root(environ: dict | None = None) -> Path:
+    """The folder holding ``data/`` (``$ROUTING_LAWS_ROOT`` if set, else the source checkout).
+
+    A non-editable install (``pip install git+...``) has no ``data/`` beside the package: this says so
+    and how to fix it, instead of failing later on a missing file.
+    """
+    env = os.environ if environ is None else environ
+    forced = env.get(ROOT_ENV, "").strip()
+    root = Path(forced).expanduser().resolve() if forced else repo_root()
+    if not (root / "data" / "paper").is_dir():
+        where = f"${ROOT_ENV}={forced}" if forced else f"the installed package's folder {root}"
+        raise ValidationError(ROOT_ENV if forced else "routing_laws install",
+                              f"{where} has no data/paper (a non-editable install ships code only)",
+                              f"clone the repository ({REPO_URL}), `pip install -e` the clone, "
+                              f"or set {ROOT_ENV} to a clone")
+    return root

@@ -6,12 +6,13 @@ import argparse
 import sys
 import time
 
+from routing_laws import book
+from routing_laws.book import PROFILE_NAMES
+
 HELP = "execute the chapters with papermill under a profile and build the Jupyter Book (_build/html)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from routing_laws.book import PROFILE_NAMES
-
     parser.add_argument("--profile", choices=PROFILE_NAMES, default="auto",
                         help="size of what chapters compute live: smoke (tests), cpu (make book), gpu, "
                              "auto = gpu if JAX sees a GPU/TPU else cpu (default: auto)")
@@ -24,8 +25,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from routing_laws import book
-
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
