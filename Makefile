@@ -41,7 +41,7 @@ corpus: $(STAMP)
 	$(VENV)/bin/routing-laws corpus
 
 sweep: $(STAMP)
-	$(VENV)/bin/routing-laws sweep --profile $(PROFILE)
+	$(VENV)/bin/routing-laws sweep --grid $(PROFILE)
 
 clean:
 	rm -rf _build book/executed
