@@ -48,8 +48,11 @@ def test_checkpoint_of_other_config_is_refused(tiny_data, tiny_train, tmp_path):
     train_lib.train(cfg, tiny_train, tiny_data, run_dir=tmp_path, progress=False, stop_after_steps=2)
     with pytest.raises(RoutingLawsError, match="different configuration"):
         train_lib.train(cfg, tiny_train.replace(seed=3), tiny_data, run_dir=tmp_path, progress=False)
-    (tmp_path / "checkpoint.pkl").write_bytes(b"garbage")
+    (tmp_path / "checkpoint.npz").write_bytes(b"garbage")
     with pytest.raises(RoutingLawsError, match="unreadable"):
+        train_lib.train(cfg, tiny_train, tiny_data, run_dir=tmp_path, progress=False)
+    (tmp_path / "checkpoint.pkl").write_bytes(b"garbage")
+    with pytest.raises(RoutingLawsError, match="pickle checkpoint of an older version"):
         train_lib.train(cfg, tiny_train, tiny_data, run_dir=tmp_path, progress=False)
 
 
