@@ -67,3 +67,15 @@ def test_portable_path(tmp_path):
     assert io_utils.portable_path(root / "data" / "x.txt") == "data/x.txt"
     assert io_utils.portable_path(tmp_path / "y.txt", root=root / "data") == "<outside>/y.txt"
     assert io_utils.portable_path("rel/z.txt") == "rel/z.txt" and io_utils.portable_path(None) is None
+
+
+def test_check_writable_before_work(tmp_path):
+    from routing_laws.errors import ValidationError
+
+    assert io_utils.check_writable(tmp_path / "new" / "r.json", "--out") == tmp_path / "new" / "r.json"
+    assert not list((tmp_path / "new").iterdir())  # the probe leaves nothing
+    with pytest.raises(ValidationError, match="--out: .* is a folder"):
+        io_utils.check_writable(tmp_path, "--out")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValidationError, match="--out: cannot write"):
+        io_utils.check_writable(tmp_path / "file" / "r.json", "--out")

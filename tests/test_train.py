@@ -60,6 +60,8 @@ def test_checkpoint_of_other_config_is_refused(tiny_data, tiny_train, tmp_path):
 def test_vocab_mismatch_and_foreign_record(tiny_data, tiny_train, tmp_path):
     with pytest.raises(ValidationError, match="vocab_size"):
         train_lib.train(tiny_model(vocab_size=128), tiny_train, tiny_data, progress=False)
+    with pytest.raises(ValidationError, match="record_path: .* is a folder"):  # before any training
+        train_lib.train(tiny_model(), tiny_train, tiny_data, progress=False, record_path=tmp_path)
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(RoutingLawsError, match="not a routing-laws run record"):
         train_lib.load_record(tmp_path / "x.json")

@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-from routing_laws.errors import RoutingLawsError
+from routing_laws.errors import RoutingLawsError, ValidationError
 
 
 def _write_error(path: Path, e: OSError) -> RoutingLawsError:
@@ -91,6 +91,23 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
         except FileNotFoundError:
             pass
     return removed
+
+
+def check_writable(path: str | os.PathLike, field: str) -> Path:
+    """Check, before any long work, that a file can later be written at ``path`` (not a folder, its folder
+    exists or can be made, and is writable: probed with a temp file). Raises ``ValidationError`` naming
+    ``field``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValidationError(field, f"{path} is a folder", "give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ValidationError(field, f"cannot write {path}: {e.strerror or e}", "choose a writable location") from None
+    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

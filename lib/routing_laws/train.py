@@ -43,7 +43,8 @@ from routing_laws import model as model_lib
 from routing_laws import parallel, routers
 from routing_laws.config import ModelConfig, TrainConfig, model_from_dict, to_dict
 from routing_laws.errors import RoutingLawsError, ValidationError, check_float
-from routing_laws.io_utils import atomic_write_json, git_commit, loads_strict, nonfinite_to_null, portable_path, provenance
+from routing_laws.io_utils import (atomic_write_json, check_writable, git_commit, loads_strict, nonfinite_to_null,
+                                  portable_path, provenance)
 
 RECORD_VERSION = 1
 STATUSES = ("finished", "partial", "failed")
@@ -205,6 +206,15 @@ class Plan:
     def tokens_per_step(self) -> int:
         return self.train_cfg.batch_size * self.model_cfg.seq_len
 
+    def batch(self, dataset, step: int) -> np.ndarray:
+        """int32 [B, T+1]: the training batch of ``step`` (a pure function of the seed and the step)."""
+        t = self.train_cfg
+        return data_lib.train_batch(dataset.train, step, t.batch_size, self.model_cfg.seq_len, t.seed)
+
+    def checkpoint_due(self, step: int) -> bool:
+        every = self.train_cfg.checkpoint_every
+        return bool(every) and step % every == 0
+
     def inputs(self, base_rng: jax.Array, step: int) -> StepInputs:
         t = self.train_cfg
         return StepInputs(jax.random.fold_in(base_rng, step), jnp.asarray(self.lrs[step]),
@@ -295,6 +305,18 @@ def init_or_resume(fns: StepFns, plan: Plan, dataset, run_dir: Path | None) -> t
     state = RunState(step=ck.step, params=ck.trees["params"], opt_state=ck.trees["opt_state"],
                      window=[{k: v[i] for k, v in win.items()} for i in range(n)], **meta)
     return state, ck.step
+
+
+def place(fns: StepFns, state: RunState, plan: Plan, mesh) -> tuple[Callable, Callable, Callable]:
+    """(train_step, eval_step, to_batch): the cached jitted steps on one device, or, with a ``mesh``, steps
+    sharded over it (``state``'s arrays are placed there; checkpoints hold host arrays, so a run resumes on
+    any mesh)."""
+    if mesh is None:
+        return fns.train_step, fns.eval_step, jnp.asarray
+    state.params, state.opt_state, train_step, eval_step, to_batch = parallel.shard_training(
+        mesh, plan.model_cfg, plan.train_cfg.batch_size, state.params, state.opt_state, fns.train_step_fn,
+        fns.eval_step_fn)
+    return train_step, eval_step, to_batch
 
 
 # --------------------------------------------------------------------------- evaluation windows
@@ -459,23 +481,20 @@ def train(
     A diverging run (module docstring) stops at the evaluation that detects it, status ``failed``.
     """
     plan = plan_run(model_cfg, train_cfg, dataset)
-    run_dir = Path(run_dir) if run_dir is not None else None
+    run_dir = check_writable(Path(run_dir) / checkpoint.FILE_NAME, "run_dir").parent if run_dir is not None else None
+    if record_path is not None:
+        check_writable(record_path, "record_path")
     started = provenance(CODE_COMMIT)  # the code that trains, even if HEAD moved since this process started
     fns = step_functions(model_cfg, plan.dtype_name, plan.router_lr_mult)
     state, resumed_from = init_or_resume(fns, plan, dataset, run_dir)
-    if mesh is None:
-        train_step, eval_step, to_batch = fns.train_step, fns.eval_step, jnp.asarray
-    else:  # checkpoints hold host arrays, so a run may resume on any mesh
-        state.params, state.opt_state, train_step, eval_step, to_batch = parallel.shard_training(
-            mesh, model_cfg, train_cfg.batch_size, state.params, state.opt_state, fns.train_step_fn, fns.eval_step_fn)
+    train_step, eval_step, to_batch = place(fns, state, plan, mesh)
     evaluate = make_evaluator(eval_step, to_batch, plan, dataset)
     divergence, clock = Divergence(model_cfg.vocab_size, state), Throughput()
     base_rng, t_start, elapsed0, last_eval = jax.random.PRNGKey(train_cfg.seed), time.perf_counter(), state.elapsed_s, None
     last_stop = plan.total_steps if stop_after_steps is None else min(plan.total_steps, stop_after_steps)
     bar = progress_bar(plan.total_steps, state.step, progress, name or "train")
     while state.step < last_stop and state.failure is None:
-        batch = to_batch(data_lib.train_batch(dataset.train, state.step, train_cfg.batch_size, model_cfg.seq_len,
-                                              train_cfg.seed))
+        batch = to_batch(plan.batch(dataset, state.step))
         state.params, state.opt_state, m = train_step(state.params, state.opt_state, batch,
                                                       plan.inputs(base_rng, state.step))
         if state.initial_loss is None:
@@ -486,8 +505,7 @@ def train(
         if state.step % plan.eval_every == 0 or state.step == plan.total_steps:
             last_eval = end_window(state, plan, evaluate, divergence, clock, bar)
         state.elapsed_s = elapsed0 + time.perf_counter() - t_start
-        if run_dir is not None and state.failure is None and train_cfg.checkpoint_every \
-                and state.step % train_cfg.checkpoint_every == 0 and state.step < last_stop:
+        if run_dir is not None and state.failure is None and plan.checkpoint_due(state.step) and state.step < last_stop:
             save_state(run_dir, plan, state)
         bar.update(1)
     bar.close()
