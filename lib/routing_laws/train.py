@@ -188,6 +188,19 @@ def step_functions(model_cfg: ModelConfig, dtype_name: str, router_lr_mult: floa
     return StepFns(init, jax.jit(structure.init), train_step, eval_step, jax.jit(train_step), jax.jit(eval_step))
 
 
+@functools.lru_cache(maxsize=8)
+def batched_train_step(model_cfg: ModelConfig, dtype_name: str, router_lr_mult: float) -> Callable:
+    """The training step of ``step_functions`` vmapped over a leading runs axis R of every argument
+    (params, opt_state, batch [R, B, T+1], StepInputs of [R] arrays): several runs of one shape (seeds,
+    learning rates, schedules) advance in one call, each exactly as it would alone (to float tolerance)."""
+    return jax.jit(jax.vmap(step_functions(model_cfg, dtype_name, router_lr_mult).train_step_fn))
+
+
+def stack_runs(trees: list) -> Any:
+    """The per-run pytrees (params, opt states, StepInputs) stacked on a new leading runs axis."""
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
 # ---------------------------------------------------------------------------------- the run plan
 
 @dataclasses.dataclass(frozen=True)
