@@ -41,6 +41,7 @@ def test_resume_gives_identical_result(router, tiny_data, tiny_train, tmp_path):
     assert resumed["resumed_from_step"] == 17 and resumed["status"] == "finished"
     assert resumed["final_val_loss"] == full["final_val_loss"]
     assert [c["val_loss"] for c in resumed["curve"]] == [c["val_loss"] for c in full["curve"]]
+    assert resumed["train_curve"] == full["train_curve"]  # the window cut at step 17 is restored exactly
 
 
 def test_checkpoint_of_other_config_is_refused(tiny_data, tiny_train, tmp_path):
@@ -48,14 +49,19 @@ def test_checkpoint_of_other_config_is_refused(tiny_data, tiny_train, tmp_path):
     train_lib.train(cfg, tiny_train, tiny_data, run_dir=tmp_path, progress=False, stop_after_steps=2)
     with pytest.raises(RoutingLawsError, match="different configuration"):
         train_lib.train(cfg, tiny_train.replace(seed=3), tiny_data, run_dir=tmp_path, progress=False)
-    (tmp_path / "checkpoint.pkl").write_bytes(b"garbage")
+    (tmp_path / "checkpoint.npz").write_bytes(b"garbage")
     with pytest.raises(RoutingLawsError, match="unreadable"):
+        train_lib.train(cfg, tiny_train, tiny_data, run_dir=tmp_path, progress=False)
+    (tmp_path / "checkpoint.pkl").write_bytes(b"garbage")
+    with pytest.raises(RoutingLawsError, match="pickle checkpoint of an older version"):
         train_lib.train(cfg, tiny_train, tiny_data, run_dir=tmp_path, progress=False)
 
 
 def test_vocab_mismatch_and_foreign_record(tiny_data, tiny_train, tmp_path):
     with pytest.raises(ValidationError, match="vocab_size"):
         train_lib.train(tiny_model(vocab_size=128), tiny_train, tiny_data, progress=False)
+    with pytest.raises(ValidationError, match="record_path: .* is a folder"):  # before any training
+        train_lib.train(tiny_model(), tiny_train, tiny_data, progress=False, record_path=tmp_path)
     (tmp_path / "x.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(RoutingLawsError, match="not a routing-laws run record"):
         train_lib.load_record(tmp_path / "x.json")
@@ -170,3 +176,91 @@ def test_provenance_names_the_loaded_code_and_a_moved_head(monkeypatch):
     p = io_utils.provenance("head123")
     assert p["commit"] == "head123" and "head_commit" not in p
     assert io_utils.provenance()["commit"] == "head123"
+
+
+def _strict(text: str):
+    def refuse(name):
+        raise AssertionError(f"{name} in a record")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_exploding_learning_rate_ends_failed_with_a_reason_in_strict_json(tiny_data, tiny_train, tmp_path):
+    rec = train_lib.train(tiny_model("sbase", 4), tiny_train.replace(learning_rate=1e4), tiny_data,
+                          record_path=tmp_path / "r.json", progress=False)
+    assert rec["status"] == "failed" and rec["steps"] < rec["total_steps"], rec["train_curve"]
+    assert rec["failure"]["step"] == rec["steps"] and "diverged at step" in rec["failure"]["reason"]
+    on_disk = _strict((tmp_path / "r.json").read_text())
+    assert on_disk["status"] == "failed" and on_disk["final_val_loss"] is None
+    assert train_lib.load_record(tmp_path / "r.json")["failure"] == rec["failure"]
+
+
+def test_divergence_rule():
+    """Non-finite losses fail at once; a finite loss over max(2 x initial, ln V + 1) fails after two windows
+    in a row or at the last window; one window over the limit followed by a normal one does not."""
+    state = train_lib.RunState(step=0, params=None, opt_state=None, initial_loss=4.2)
+    rule = train_lib.Divergence(64, state)
+    assert rule.limit() == pytest.approx(8.4)
+    assert "not finite" in rule.check(float("nan"), None, last=False)
+    assert "validation loss is inf" in rule.check(3.0, float("inf"), last=False)
+    assert rule.check(9.0, 4.0, last=False) is None and state.over_limit == 1
+    assert rule.check(4.0, 4.0, last=False) is None and state.over_limit == 0
+    assert rule.check(9.0, 4.0, last=False) is None
+    assert "above the divergence limit" in rule.check(1e15, 4.0, last=False)
+    state.over_limit = 0
+    assert "for 1 window" in rule.check(9.0, 4.0, last=True)
+    assert train_lib.Divergence(64, train_lib.RunState(0, None, None, initial_loss=1.0)).limit() == \
+        pytest.approx(math.log(64) + 1.0)
+
+
+def test_training_curve_carries_the_diagnostics(tiny_data, tiny_train):
+    """Every training-curve point holds the window means of the gradient norm and, for routed models, of every
+    metric the model's loss returns (max/mean load, dropped fraction, router entropy, load per layer, ...)."""
+    small = tiny_train.replace(tokens=16 * 16 * 6, eval_every=3)
+    for router, experts in (("sbase", 4), ("dense", 1)):
+        cfg = tiny_model(router, experts)
+        rec = train_lib.train(cfg, small, tiny_data, progress=False)
+        loss_fn = train_lib.make_loss_fn(cfg, jnp.float32)
+        params = train_lib.step_functions(cfg, "float32", 1.0).init(jax.random.PRNGKey(0), jnp.zeros((16, 16), jnp.int32))
+        _, metrics = loss_fn(params, jax.random.PRNGKey(0), jnp.zeros((16, 17), jnp.int32), True)
+        want = (set(metrics) - {"lm_loss"}) | {"grad_norm", "loss", "train_loss", "step", "tokens"}
+        if router == "sbase":
+            assert {"max_over_mean_load", "dropped_frac", "router_entropy", "load_LE"} <= want
+        assert len(rec["train_curve"]) == 2
+        for point in rec["train_curve"]:
+            assert set(point) == want, set(point) ^ want
+            assert point["grad_norm"] > 0
+        if router == "sbase":
+            assert len(point["load_LE"]) == 1 and len(point["load_LE"][0]) == 4
+            assert 0.0 <= point["dropped_frac"] <= 1.0 and point["max_over_mean_load"][0] >= 1.0
+
+
+def test_record_paths_are_relative_to_the_repository(tiny_data, tiny_train):
+    from routing_laws.io_utils import repo_root
+
+    root = repo_root()
+    data = type(tiny_data)(**vars(tiny_data))
+    data.meta = dict(tiny_data.meta, corpus_path=str(root / "data" / "corpus" / "assembled"),
+                     tokenizer_path="/somewhere/else/tokenizer.json")
+    rec = train_lib.train(tiny_model(), tiny_train.replace(tokens=16 * 16 * 2), data, progress=False)
+    assert rec["data"]["corpus_path"] == "data/corpus/assembled"
+    assert rec["data"]["tokenizer_path"] == "<outside>/tokenizer.json"
+    assert str(root) not in json.dumps(rec["data"])
+
+
+def test_load_record_refuses_non_strict_or_inconsistent_records(tmp_path):
+    good = {"record_version": train_lib.RECORD_VERSION, "status": "finished", "final_val_loss": 3.5,
+            "model": train_lib.to_dict(tiny_model())}
+    (tmp_path / "ok.json").write_text(json.dumps(good))
+    assert train_lib.load_record(tmp_path / "ok.json")["final_val_loss"] == 3.5
+    for name, text, match in [("nan", json.dumps(dict(good, final_val_loss=float("nan"))), "unreadable"),
+                              ("latin", None, "unreadable"),
+                              ("status", json.dumps(dict(good, status="done")), "status 'done'"),
+                              ("noloss", json.dumps(dict(good, final_val_loss=None)), "final_val_loss is None"),
+                              ("model", json.dumps(dict(good, model={"d_model": "x"})), "invalid model config")]:
+        path = tmp_path / f"{name}.json"
+        if text is None:
+            path.write_bytes(json.dumps(good).encode() + "\xe9".encode("latin-1"))
+        else:
+            path.write_text(text)
+        with pytest.raises(RoutingLawsError, match=match):
+            train_lib.load_record(path)

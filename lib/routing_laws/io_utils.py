@@ -1,38 +1,120 @@
-"""Atomic file writes and small provenance helpers: nothing the project writes is ever left half-written."""
+"""Atomic file writes, strict JSON and small provenance helpers: nothing the project writes is ever left
+half-written, and no file it writes holds NaN or Infinity (which are not JSON)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
+import glob
 import json
+import math
 import os
 import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+
+from routing_laws.errors import RoutingLawsError, ValidationError
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+def _write_error(path: Path, e: OSError) -> RoutingLawsError:
+    why = e.strerror or str(e)
+    if e.errno == errno.ENOSPC:
+        why += " (the disk is full: free space or write elsewhere)"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why += " (the folder is not writable: choose another output path)"
+    return RoutingLawsError(f"cannot write {path}: {why}")
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open a temp file beside ``path`` for writing; on a clean exit it is flushed, fsynced and renamed onto
+    ``path`` (so readers see the old file or the whole new one, never a part), on an error it is removed.
+
+    Temp files are named ``.<name>.<random>.tmp``; a process killed mid-write leaves one behind, which
+    ``remove_stale_temps`` deletes. Write errors (read-only folder, full disk) raise ``RoutingLawsError``
+    naming ``path``.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+        _fsync_dir(path.parent)
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise _write_error(path, e) from None
         raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Delete the temp files a killed ``atomic_writer(path)`` left beside ``path``; returns what was removed.
+    Call it only when no other process is writing ``path``."""
+    path = Path(path)
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def check_writable(path: str | os.PathLike, field: str) -> Path:
+    """Check, before any long work, that a file can later be written at ``path`` (not a folder, its folder
+    exists or can be made, and is writable: probed with a temp file). Raises ``ValidationError`` naming
+    ``field``."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValidationError(field, f"{path} is a folder", "give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ValidationError(field, f"cannot write {path}: {e.strerror or e}", "choose a writable location") from None
     return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (``atomic_writer``)."""
+    with atomic_writer(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -40,22 +122,86 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def _json_default(o: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(o, np.generic):
-            return o.item()
-        if isinstance(o, np.ndarray):
-            return o.tolist()
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def to_json_tree(obj: Any) -> Any:
+    """``obj`` with numpy scalars/arrays, tuples and paths turned into plain JSON values (dicts, lists, ...)."""
+    if isinstance(obj, dict):
+        return {str(k): to_json_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json_tree(v) for v in obj]
+    if isinstance(obj, (np.generic, np.ndarray, Path)):
+        return to_json_tree(_json_default(obj))
+    return obj
+
+
+def nonfinite_to_null(obj: Any, where: str = "") -> tuple[Any, list[str]]:
+    """(``obj`` with every NaN/Infinity replaced by None, the key paths replaced), so it is strict JSON."""
+    obj = to_json_tree(obj)
+    found: list[str] = []
+
+    def walk(x, at):
+        if isinstance(x, dict):
+            return {k: walk(v, f"{at}.{k}" if at else k) for k, v in x.items()}
+        if isinstance(x, list):
+            return [walk(v, f"{at}[{i}]") for i, v in enumerate(x)]
+        if isinstance(x, float) and not math.isfinite(x):
+            found.append(at)
+            return None
+        return x
+
+    return walk(obj, where), found
+
+
+def dumps_strict(obj: Any, **kw: Any) -> str:
+    """JSON text of ``obj``; NaN and Infinity are refused (strict JSON), naming where they are."""
+    try:
+        return json.dumps(obj, allow_nan=False, default=_json_default, **kw)
+    except ValueError as e:
+        _, where = nonfinite_to_null(obj)
+        if where:
+            raise RoutingLawsError(f"refusing to write NaN/Infinity (not JSON) at {', '.join(where[:5])}") from None
+        raise RoutingLawsError(f"cannot encode as JSON: {e}") from None
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    """Write ``obj`` as strict JSON (no NaN/Infinity: ``RoutingLawsError`` naming where), atomically."""
+    try:
+        text = dumps_strict(obj, indent=2, sort_keys=True)
+    except RoutingLawsError as e:
+        raise RoutingLawsError(f"{path}: {e}") from None
+    return atomic_write_text(path, text + "\n")
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """Parse strict JSON: NaN, Infinity and -Infinity are refused (``ValueError``)."""
+    def refuse(name):
+        raise ValueError(f"non-finite number {name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def portable_path(path: str | os.PathLike | None, root: Path | None = None) -> str | None:
+    """A path as a record stores it: relative to the repository root (POSIX separators) when it lies under
+    it, otherwise ``<outside>/<file name>``: a record never carries the machine's folder layout (the content
+    hashes beside a path identify the file)."""
+    if path is None:
+        return None
+    root = (root or repo_root()).resolve()
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return f"<outside>/{p.name}"
 
 
 def repo_root() -> Path:

@@ -1,0 +1,81 @@
+"""Atomic writes: strict JSON only, and write errors (full disk, read-only folder) as one clear error."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from routing_laws import io_utils
+from routing_laws.errors import RoutingLawsError
+
+
+def test_json_is_strict_and_names_where_a_nan_is(tmp_path):
+    path = tmp_path / "r.json"
+    with pytest.raises(RoutingLawsError, match=r"r.json: refusing to write NaN/Infinity \(not JSON\) at curve\[1\].loss"):
+        io_utils.atomic_write_json(path, {"curve": [{"loss": 1.0}, {"loss": np.float32("nan")}]})
+    assert not path.exists() and not list(tmp_path.iterdir())
+    clean, where = io_utils.nonfinite_to_null({"a": [1.0, math.inf], "b": {"c": np.float64("-inf")}, "d": (2, 3)})
+    assert clean == {"a": [1.0, None], "b": {"c": None}, "d": [2, 3]} and where == ["a[1]", "b.c"]
+    io_utils.atomic_write_json(path, clean)
+    assert json.loads(path.read_text()) == clean
+    with pytest.raises(ValueError, match="NaN"):
+        io_utils.loads_strict('{"x": NaN}')
+
+
+@pytest.mark.parametrize("err,hint", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "not writable")])
+def test_write_errors_name_the_path_and_leave_nothing(tmp_path, monkeypatch, err, hint):
+    path = tmp_path / "out.json"
+    io_utils.atomic_write_json(path, {"old": 1})
+
+    def fail(fd):
+        raise OSError(err, os.strerror(err))
+
+    monkeypatch.setattr(io_utils.os, "fsync", fail)
+    with pytest.raises(RoutingLawsError, match=f"cannot write {path}.*{hint}"):
+        io_utils.atomic_write_json(path, {"new": 2})
+    assert json.loads(path.read_text()) == {"old": 1} and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_unwritable_folder_is_a_clear_error(tmp_path, monkeypatch):
+    def denied(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(io_utils.tempfile, "mkstemp", denied)
+    with pytest.raises(RoutingLawsError, match="cannot write .*x.json: Permission denied"):
+        io_utils.atomic_write_text(tmp_path / "x.json", "{}")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.undo()
+    with pytest.raises(RoutingLawsError, match="cannot write"):
+        io_utils.atomic_write_text(blocker / "x.json", "{}")  # parent is a file
+
+
+def test_stale_temps_are_removed_and_others_kept(tmp_path):
+    (tmp_path / ".a.npz.x1.tmp").write_text("")
+    (tmp_path / ".b.npz.x1.tmp").write_text("")
+    removed = io_utils.remove_stale_temps(tmp_path / "a.npz")
+    assert [p.name for p in removed] == [".a.npz.x1.tmp"] and (tmp_path / ".b.npz.x1.tmp").exists()
+
+
+def test_portable_path(tmp_path):
+    root = io_utils.repo_root()
+    assert io_utils.portable_path(root / "data" / "x.txt") == "data/x.txt"
+    assert io_utils.portable_path(tmp_path / "y.txt", root=root / "data") == "<outside>/y.txt"
+    assert io_utils.portable_path("rel/z.txt") == "rel/z.txt" and io_utils.portable_path(None) is None
+
+
+def test_check_writable_before_work(tmp_path):
+    from routing_laws.errors import ValidationError
+
+    assert io_utils.check_writable(tmp_path / "new" / "r.json", "--out") == tmp_path / "new" / "r.json"
+    assert not list((tmp_path / "new").iterdir())  # the probe leaves nothing
+    with pytest.raises(ValidationError, match="--out: .* is a folder"):
+        io_utils.check_writable(tmp_path, "--out")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValidationError, match="--out: cannot write"):
+        io_utils.check_writable(tmp_path / "file" / "r.json", "--out")
