@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from routing_laws import book, charts
+from routing_laws import book, charts, io_utils, tables
 from routing_laws.errors import ValidationError
 from routing_laws.io_utils import repo_root
 
@@ -144,7 +144,7 @@ def test_xy_chart_x_format_reaches_the_axis():
 def test_si_labels_match_reference():
     rng = np.random.default_rng(3)
     for v in 10 ** rng.uniform(0, 13, 50):
-        label = charts.si(v)
+        label = tables.si(v)
         scale = {"k": 1e3, "M": 1e6, "B": 1e9, "T": 1e12}.get(label[-1], 1.0)
         number = float(label[:-1] if label[-1] in "kMBT" else label)
         assert math.isclose(number * scale, v, rel_tol=5e-3)
@@ -414,7 +414,7 @@ def test_colab_bootstrap_installs_the_clone_with_its_pins(tmp_path):
     assert calls == [(cmd, True)]
     assert cmd[1:4] == ["-m", "pip", "install"] and "-U" not in cmd and "--upgrade" not in cmd
     assert cmd[cmd.index("-c") + 1] == str(clone.resolve() / "constraints.txt")
-    assert cmd[-2:] == ["-e", str(clone.resolve())] and env[book.ROOT_ENV] == str(clone.resolve())
+    assert cmd[-2:] == ["-e", str(clone.resolve())] and env[io_utils.ROOT_ENV] == str(clone.resolve())
     gpu_cmd = book.colab_bootstrap(clone, run=lambda c, check: None, gpu=True, environ={})
     assert gpu_cmd[-1] == f"{clone.resolve()}[cuda12]"
     with pytest.raises(ValidationError, match="constraints.txt"):
@@ -445,24 +445,14 @@ def test_setup_cell_clones_then_bootstraps_where_it_is_missing(monkeypatch, tmp_
     monkeypatch.setattr(subprocess, "run", fake_run)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delenv(book.ROOT_ENV, raising=False)
+    monkeypatch.delenv(io_utils.ROOT_ENV, raising=False)
     monkeypatch.setattr(book, "shutil", type("S", (), {"which": staticmethod(lambda name: None)}))
     exec(book.setup_cell(), {})
-    assert calls[0][:2] == ["git", "clone"] and calls[0][-2:] == [book.REPO_URL, "routing-laws"]
+    assert calls[0][:2] == ["git", "clone"] and calls[0][-2:] == [io_utils.REPO_URL, "routing-laws"]
     assert calls[1][2:4] == ["pip", "install"] and "constraints.txt" in calls[1][calls[1].index("-c") + 1]
     assert sys.path[0] == "routing-laws/lib"
-    assert os.environ[book.ROOT_ENV] == str(tmp_path / "routing-laws")
-    monkeypatch.delenv(book.ROOT_ENV)
-
-
-def test_project_root_explains_a_non_editable_install(tmp_path, monkeypatch):
-    assert book.project_root({}) == ROOT
-    assert book.project_root({book.ROOT_ENV: str(_fake_clone(tmp_path / "clone"))}) == (tmp_path / "clone").resolve()
-    with pytest.raises(ValidationError, match="clone the repository"):
-        book.project_root({book.ROOT_ENV: str(tmp_path / "empty")})
-    monkeypatch.setattr(book, "repo_root", lambda: tmp_path / "site-packages")  # what pip install git+... gives
-    with pytest.raises(ValidationError, match="non-editable install"):
-        book.project_root({})
+    assert os.environ[io_utils.ROOT_ENV] == str(tmp_path / "routing-laws")
+    monkeypatch.delenv(io_utils.ROOT_ENV)
 
 
 def test_colab_url_names_the_notebook():

@@ -7,11 +7,13 @@ import json
 import math
 import os
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from routing_laws import io_utils
-from routing_laws.errors import RoutingLawsError
+from routing_laws.errors import RoutingLawsError, ValidationError, check_output_path
 
 
 def test_json_is_strict_and_names_where_a_nan_is(tmp_path):
@@ -69,13 +71,25 @@ def test_portable_path(tmp_path):
     assert io_utils.portable_path("rel/z.txt") == "rel/z.txt" and io_utils.portable_path(None) is None
 
 
-def test_check_writable_before_work(tmp_path):
-    from routing_laws.errors import ValidationError
-
-    assert io_utils.check_writable(tmp_path / "new" / "r.json", "--out") == tmp_path / "new" / "r.json"
-    assert not list((tmp_path / "new").iterdir())  # the probe leaves nothing
+def test_output_paths_are_checked_before_work(tmp_path):
+    assert check_output_path("--out", tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # the probe leaves nothing, creates no folder
     with pytest.raises(ValidationError, match="--out: .* is a folder"):
-        io_utils.check_writable(tmp_path, "--out")
+        check_output_path("--out", tmp_path)
     (tmp_path / "file").write_text("")
-    with pytest.raises(ValidationError, match="--out: cannot write"):
-        io_utils.check_writable(tmp_path / "file" / "r.json", "--out")
+    with pytest.raises(ValidationError, match="--out: .* which is a file"):
+        check_output_path("--out", tmp_path / "file" / "r.json")
+
+
+
+def test_repo_root_explains_a_non_editable_install(tmp_path, monkeypatch):
+    here = Path(__file__).resolve().parents[1]
+    assert io_utils.repo_root({}) == here
+    (tmp_path / "clone" / "data" / "paper").mkdir(parents=True)
+    assert io_utils.repo_root({io_utils.ROOT_ENV: str(tmp_path / "clone")}) == (tmp_path / "clone").resolve()
+    with pytest.raises(ValidationError, match="clone the repository"):
+        io_utils.repo_root({io_utils.ROOT_ENV: str(tmp_path / "empty")})
+    # what `pip install git+...` gives: the package in site-packages, no data/ beside it
+    monkeypatch.setattr(io_utils, "__file__", str(tmp_path / "site-packages" / "routing_laws" / "io_utils.py"))
+    with pytest.raises(ValidationError, match="non-editable install"):
+        io_utils.repo_root({})

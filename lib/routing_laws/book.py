@@ -24,7 +24,7 @@ Kernels run in ``chapters/`` with ``ROUTING_LAWS_CHARTS=html`` so charts render 
 
 Readers without a checkout: ``setup_cell`` is every chapter's first code cell (a no-op where
 ``routing_laws`` imports); in Colab it clones the repository and calls ``colab_bootstrap``, which
-installs the clone with ``constraints.txt``. ``project_root`` finds ``data/`` (``$ROUTING_LAWS_ROOT``
+installs the clone with ``constraints.txt``. ``io_utils.repo_root`` finds ``data/`` (``$ROUTING_LAWS_ROOT``
 or the checkout) and says to clone when a non-editable install has none.
 """
 
@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable
 
 from routing_laws.config import SIZES
 from routing_laws.errors import RoutingLawsError, ValidationError, check_choice, check_int
-from routing_laws.io_utils import atomic_write_text, repo_root
+from routing_laws.io_utils import REPO_URL, ROOT_ENV, atomic_write_text, repo_root
 
 # Third-party imports (nbformat, papermill, jupytext, yaml, jax) stay inside the functions that need
 # them: they come with the ``book`` extra, and ``routing-laws --help`` must not pay for them.
@@ -439,8 +439,6 @@ def build_book(root: Path | None = None, *, log: Callable[[str], None] = print) 
 
 
 # --------------------------------------------------------------------------- Colab and plain installs
-REPO_URL = "https://github.com/routing-laws/routing-laws"  # where the Colab links and first cells point
-ROOT_ENV = "ROUTING_LAWS_ROOT"
 COLAB_URL = "https://colab.research.google.com/github/{repo}/blob/main/{path}"
 
 
@@ -497,19 +495,3 @@ def colab_bootstrap(clone: str | os.PathLike, *, run: Callable[..., Any] | None 
     return cmd
 
 
-def project_root(environ: dict | None = None) -> Path:
-    """The folder holding ``data/`` (``$ROUTING_LAWS_ROOT`` if set, else the source checkout).
-
-    A non-editable install (``pip install git+...``) has no ``data/`` beside the package: this says so
-    and how to fix it, instead of failing later on a missing file.
-    """
-    env = os.environ if environ is None else environ
-    forced = env.get(ROOT_ENV, "").strip()
-    root = Path(forced).expanduser().resolve() if forced else repo_root()
-    if not (root / "data" / "paper").is_dir():
-        where = f"${ROOT_ENV}={forced}" if forced else f"the installed package's folder {root}"
-        raise ValidationError(ROOT_ENV if forced else "routing_laws install",
-                              f"{where} has no data/paper (a non-editable install ships code only)",
-                              f"clone the repository ({REPO_URL}), `pip install -e` the clone, "
-                              f"or set {ROOT_ENV} to a clone")
-    return root

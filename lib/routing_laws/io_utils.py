@@ -14,7 +14,7 @@ import platform
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator, Mapping
 
 import numpy as np
 
@@ -91,23 +91,6 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
         except FileNotFoundError:
             pass
     return removed
-
-
-def check_writable(path: str | os.PathLike, field: str) -> Path:
-    """Check, before any long work, that a file can later be written at ``path`` (not a folder, its folder
-    exists or can be made, and is writable: probed with a temp file). Raises ``ValidationError`` naming
-    ``field``."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValidationError(field, f"{path} is a folder", "give a file path")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as e:
-        raise ValidationError(field, f"cannot write {path}: {e.strerror or e}", "choose a writable location") from None
-    return path
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -204,9 +187,27 @@ def portable_path(path: str | os.PathLike | None, root: Path | None = None) -> s
         return f"<outside>/{p.name}"
 
 
-def repo_root() -> Path:
-    """The repository root (two levels above this package's ``lib/`` folder)."""
-    return Path(__file__).resolve().parents[2]
+REPO_URL = "https://github.com/routing-laws/routing-laws"  # where the project is published (clone, Colab links)
+ROOT_ENV = "ROUTING_LAWS_ROOT"  # points a plain (non-editable) install at a clone's folder
+
+
+def repo_root(environ: Mapping[str, str] | None = None) -> Path:
+    """The folder holding the project's ``data/``: ``$ROUTING_LAWS_ROOT`` when set, else the checkout the
+    package was installed from (two levels above ``lib/routing_laws``).
+
+    A non-editable install (``pip install git+...``) ships code only and has no ``data/`` beside the
+    package: this says so and how to fix it, instead of failing later on a missing file.
+    """
+    env = os.environ if environ is None else environ
+    forced = env.get(ROOT_ENV, "").strip()
+    root = Path(forced).expanduser().resolve() if forced else Path(__file__).resolve().parents[2]
+    if not (root / "data" / "paper").is_dir():
+        where = f"${ROOT_ENV}={forced}" if forced else f"the installed package's folder {root}"
+        raise ValidationError(ROOT_ENV if forced else "routing_laws install",
+                              f"{where} has no data/paper (a non-editable install ships code only)",
+                              f"clone the repository ({REPO_URL}), `pip install -e` the clone, "
+                              f"or set {ROOT_ENV} to a clone")
+    return root
 
 
 def git_commit(root: Path | None = None) -> str:

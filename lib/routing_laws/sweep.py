@@ -383,7 +383,8 @@ def _train_one(grid: Grid, spec: RunSpec, dataset, out: Path, progress: bool, me
         rec.update(base)
         if rec.get("status") != "finished":  # e.g. a diverged run the training loop marked failed
             rec["status"] = "failed"
-            rec["reason"] = str(rec.get("reason") or "training did not finish")
+            failure = rec.get("failure") if isinstance(rec.get("failure"), dict) else {}
+            rec["reason"] = str(rec.get("reason") or failure.get("reason") or "training did not finish")
         return rec
     except KeyboardInterrupt:
         raise

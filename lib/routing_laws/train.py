@@ -42,8 +42,8 @@ from routing_laws import data as data_lib
 from routing_laws import model as model_lib
 from routing_laws import parallel, routers
 from routing_laws.config import ModelConfig, TrainConfig, model_from_dict, to_dict
-from routing_laws.errors import RoutingLawsError, ValidationError, check_float
-from routing_laws.io_utils import (atomic_write_json, check_writable, git_commit, loads_strict, nonfinite_to_null,
+from routing_laws.errors import RoutingLawsError, ValidationError, check_float, check_output_path
+from routing_laws.io_utils import (atomic_write_json, git_commit, loads_strict, nonfinite_to_null,
                                   portable_path, provenance)
 
 RECORD_VERSION = 1
@@ -494,9 +494,9 @@ def train(
     A diverging run (module docstring) stops at the evaluation that detects it, status ``failed``.
     """
     plan = plan_run(model_cfg, train_cfg, dataset)
-    run_dir = check_writable(Path(run_dir) / checkpoint.FILE_NAME, "run_dir").parent if run_dir is not None else None
+    run_dir = check_output_path("run_dir", Path(run_dir) / checkpoint.FILE_NAME).parent if run_dir is not None else None
     if record_path is not None:
-        check_writable(record_path, "record_path")
+        check_output_path("record_path", record_path)
     started = provenance(CODE_COMMIT)  # the code that trains, even if HEAD moved since this process started
     fns = step_functions(model_cfg, plan.dtype_name, plan.router_lr_mult)
     state, resumed_from = init_or_resume(fns, plan, dataset, run_dir)

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         raise write_error("--out", out, e) from None
     if rec.get("status") != "finished":
-        print(f"{name}: {rec.get('status')}: {rec.get('reason', '')}\nrecord: {out}")
+        reason = rec.get("reason") or (rec.get("failure") or {}).get("reason", "")
+        print(f"{name}: {rec.get('status')}: {reason}\nrecord: {out}")
         return 1
     a = rec["accounting"]
     print(f"{name}: N={a['N']:,} P={a['P']:,} F={a['F']:,}/token  tokens={rec['tokens']:,}  "
