@@ -100,6 +100,23 @@ def test_enable_offline_modes(monkeypatch):
     assert alt.renderers.active == charts.RENDERER + "-notebook"
 
 
+def test_enable_offline_picks_altairs_colab_renderer_inside_colab(monkeypatch):
+    import sys
+    import types
+
+    import altair as alt
+
+    monkeypatch.delenv(charts.MODE_ENV, raising=False)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    try:
+        assert charts.enable_offline() == "colab" and alt.renderers.active == "colab"
+        monkeypatch.setenv(charts.MODE_ENV, "notebook")  # an explicit choice wins
+        assert charts.enable_offline() == "notebook"
+    finally:
+        monkeypatch.delitem(sys.modules, "google.colab")
+        charts.enable_offline("notebook")
+
+
 def test_count_charts_counts_ours_and_altair_default():
     html = "".join(charts.html_renderer({"mark": "point"})["text/html"] for _ in range(3))
     html += '<div id="altair-viz-0123abcd"></div>'

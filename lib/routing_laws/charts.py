@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import sys
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -34,7 +35,7 @@ from routing_laws.tables import si
 
 RENDERER = "offline"
 MODE_ENV = "ROUTING_LAWS_CHARTS"
-MODES = ("html", "notebook")
+MODES = ("html", "notebook", "colab")
 NOTEBOOK_MIME = "application/vnd.vegalite.v5+json"
 MAX_WIDTH = 450
 LOSS_TITLE = "validation loss (nats/token)"
@@ -68,15 +69,19 @@ def notebook_renderer(spec: dict, **meta: Any) -> dict:
 def enable_offline(mode: str | None = None) -> str:
     """Register the offline renderers and enable one; return the mode used.
 
-    ``mode=None`` reads ``ROUTING_LAWS_CHARTS`` (``html`` inside book builds) and defaults to ``notebook``.
+    ``mode=None`` reads ``ROUTING_LAWS_CHARTS`` (``html`` inside book builds) and defaults to ``colab``
+    inside Google Colab, else ``notebook``. Colab's front end does not draw the Vega-Lite mime bundle,
+    so there altair's own ``colab`` renderer is used (it loads vega from the web, which Colab has); the
+    book and JupyterLab never need the network.
     """
     field = "mode"
     if mode is None:
-        field, mode = MODE_ENV, os.environ.get(MODE_ENV, "").strip() or "notebook"
+        default = "colab" if "google.colab" in sys.modules else "notebook"
+        field, mode = MODE_ENV, os.environ.get(MODE_ENV, "").strip() or default
     check_choice(field, mode, MODES)
     alt.renderers.register(RENDERER, html_renderer)
     alt.renderers.register(RENDERER + "-notebook", notebook_renderer)
-    alt.renderers.enable(RENDERER if mode == "html" else RENDERER + "-notebook")
+    alt.renderers.enable({"html": RENDERER, "notebook": RENDERER + "-notebook", "colab": "colab"}[mode])
     return mode
 
 
