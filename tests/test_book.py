@@ -462,14 +462,16 @@ def test_setup_cell_clones_then_bootstraps_where_it_is_missing(monkeypatch, tmp_
     monkeypatch.setattr(subprocess, "run", fake_run)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.delenv(io_utils.ROOT_ENV, raising=False)
+    # the cell sets ROUTING_LAWS_ROOT in os.environ: set then delete it through monkeypatch so that
+    # teardown restores the variable's absence (repo_root reads it; a leak would move every later test)
+    monkeypatch.setenv(io_utils.ROOT_ENV, "placeholder")
+    monkeypatch.delenv(io_utils.ROOT_ENV)
     monkeypatch.setattr(book, "shutil", type("S", (), {"which": staticmethod(lambda name: None)}))
     exec(book.setup_cell(), {})
     assert calls[0][:2] == ["git", "clone"] and calls[0][-2:] == [io_utils.REPO_URL, "routing-laws"]
     assert calls[1][2:4] == ["pip", "install"] and "constraints.txt" in calls[1][calls[1].index("-c") + 1]
     assert sys.path[0] == "routing-laws/lib"
     assert os.environ[io_utils.ROOT_ENV] == str(tmp_path / "routing-laws")
-    monkeypatch.delenv(io_utils.ROOT_ENV)
 
 
 def test_colab_url_names_the_notebook():
