@@ -8,7 +8,8 @@ does cf times the dense work, so ``vs_dense`` is bounded by about 1 / cf.
 Training step: forward, backward and the AdamW update of the real model (``train.make_loss_fn`` and
 ``train.optimizer``, RL-R's REINFORCE term and router learning rate included) for dense and each router
 at a named size, on whatever backend JAX sees. Compile time is reported apart; tokens/s is the median
-over ``repeats`` timed blocks of ``steps`` steps each (batches already on the device). GFLOP/s counts
+over ``repeats`` rounds, each timing ``steps`` steps of every configuration in turn, so a machine
+whose load drifts slows all configurations alike (batches already on the device). GFLOP/s counts
 3 x the model's forward FLOPs per token (``model.flops_per_token``: the useful work, not the capacity
 buffer's padding) and sits beside the machine's fp32 matmul ceiling measured in the same call.
 S-BASE rows also time the Sinkhorn alone on the step's logits shape, and its share of the step.
@@ -232,11 +233,10 @@ def train_bench(
         log(f"fp32 matmul ceiling: {ceiling['gflops']:.1f} GFLOP/s ({ceiling['n']}^2 jnp.dot, {ceiling['ms']:.1f} ms)")
     batches = jnp.asarray(np.random.default_rng(0).integers(0, V, size=(8, B, S + 1)), jnp.int32)
     keys = jax.random.split(jax.random.PRNGKey(1), steps)
-    rows = []
+    runs = []  # every (size, router, E) compiled first, then timed in interleaved rounds (drifting load hits all alike)
     for size in sizes:
         combos = [("dense", 1)] if "dense" in routers_ else []
         combos += [(r, E) for r in routers_ if r != "dense" for E in experts]
-        dense_tok_s = None
         for kind, E in combos:
             cfg = model_config(size, vocab_size=V, seq_len=S, router=RouterConfig(kind=kind, n_experts=E))
             tcfg = TrainConfig(tokens=B * S * steps * repeats, batch_size=B)
@@ -244,44 +244,59 @@ def train_bench(
             t0 = time.perf_counter()
             params, opt_state, loss = step(params, opt_state, batches[0], keys[0])  # compile and first step
             jax.block_until_ready(loss)
-            compile_s = time.perf_counter() - t0
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                for i in range(steps):
-                    params, opt_state, loss = step(params, opt_state, batches[i % 8], keys[i])
-                jax.block_until_ready(loss)
-                times.append((time.perf_counter() - t0) / steps)
-            step_s = statistics.median(times)
-            acct = model_lib.count_params(cfg)
-            row = {"size": size, "router": kind, "n_experts": E, "batch_size": B, "seq_len": S,
-                   "n_routed_layers": acct.n_routed_layers, "compile_s": compile_s, "step_ms": step_s * 1e3,
-                   "step_ms_all": [t * 1e3 for t in times], "tokens_per_s": B * S / step_s,
-                   "gflops": 3 * acct.F * B * S / step_s / 1e9, "final_loss": float(loss)}
-            row["ceiling_frac"] = row["gflops"] / ceiling["gflops"]
-            if kind == "dense":
-                dense_tok_s = row["tokens_per_s"]
-            if dense_tok_s:
-                row["vs_dense"] = row["tokens_per_s"] / dense_tok_s
+            run = {"size": size, "kind": kind, "E": E, "cfg": cfg, "step": step, "state": [params, opt_state, loss],
+                   "compile_s": time.perf_counter() - t0, "times": [], "sinkhorn": []}
             if kind == "sbase":
                 rc = cfg.router
-                logits = jax.random.normal(jax.random.PRNGKey(2), (B * S, E), jnp.float32)
-                sk = jax.jit(lambda z: routers.sinkhorn_log(z, rc.sinkhorn_iters, rc.sinkhorn_temperature,
-                                                              tol=routers.SINKHORN_TOL))
-                row["sinkhorn_ms"] = time_fn(sk, logits, repeats=max(3, repeats)) * 1e3
-                row["sinkhorn_share"] = row["sinkhorn_ms"] * acct.n_routed_layers / row["step_ms"]
-            rows.append(row)
+                run["logits"] = jax.random.normal(jax.random.PRNGKey(2), (B * S, E), jnp.float32)
+                run["sk"] = jax.jit(lambda z, rc=rc: routers.sinkhorn_log(z, rc.sinkhorn_iters, rc.sinkhorn_temperature,
+                                                                         tol=routers.SINKHORN_TOL))
+                jax.block_until_ready(run["sk"](run["logits"]))
+            runs.append(run)
             if log:
-                log(f"{size} {kind} E={E}: {row['tokens_per_s'] / 1e3:.1f}k tok/s, step {row['step_ms']:.1f} ms, "
-                    f"compile {compile_s:.1f} s, {row['gflops']:.1f} GFLOP/s"
-                    + (f", {row['vs_dense']:.2f}x dense" if "vs_dense" in row else "")
-                    + (f", sinkhorn {row['sinkhorn_ms']:.2f} ms ({100 * row['sinkhorn_share']:.0f} %)"
-                       if "sinkhorn_ms" in row else ""))
+                log(f"{size} {kind} E={E}: compiled in {run['compile_s']:.1f} s")
+    for _ in range(repeats):
+        for run in runs:
+            params, opt_state, loss = run["state"]
+            t0 = time.perf_counter()
+            for i in range(steps):
+                params, opt_state, loss = run["step"](params, opt_state, batches[i % 8], keys[i])
+            jax.block_until_ready(loss)
+            run["times"].append((time.perf_counter() - t0) / steps)
+            run["state"] = [params, opt_state, loss]
+            if "sk" in run:
+                t0 = time.perf_counter()
+                jax.block_until_ready(run["sk"](run["logits"]))
+                run["sinkhorn"].append(time.perf_counter() - t0)
+    rows, dense_tok_s = [], {}
+    for run in runs:
+        step_s = statistics.median(run["times"])
+        acct = model_lib.count_params(run["cfg"])
+        row = {"size": run["size"], "router": run["kind"], "n_experts": run["E"], "batch_size": B, "seq_len": S,
+               "n_routed_layers": acct.n_routed_layers, "compile_s": run["compile_s"], "step_ms": step_s * 1e3,
+               "step_ms_all": [t * 1e3 for t in run["times"]], "tokens_per_s": B * S / step_s,
+               "gflops": 3 * acct.F * B * S / step_s / 1e9, "final_loss": float(run["state"][2])}
+        row["ceiling_frac"] = row["gflops"] / ceiling["gflops"]
+        if run["kind"] == "dense":
+            dense_tok_s[run["size"]] = row["tokens_per_s"]
+        if run["size"] in dense_tok_s:
+            row["vs_dense"] = row["tokens_per_s"] / dense_tok_s[run["size"]]
+        if run["sinkhorn"]:
+            row["sinkhorn_ms"] = statistics.median(run["sinkhorn"]) * 1e3
+            row["sinkhorn_share"] = row["sinkhorn_ms"] * acct.n_routed_layers / row["step_ms"]
+        rows.append(row)
+        if log:
+            log(f"{row['size']} {row['router']} E={row['n_experts']}: {row['tokens_per_s'] / 1e3:.1f}k tok/s, step "
+                f"{row['step_ms']:.1f} ms, {row['gflops']:.1f} GFLOP/s"
+                + (f", {row['vs_dense']:.2f}x dense" if "vs_dense" in row else "")
+                + (f", sinkhorn {row['sinkhorn_ms']:.2f} ms ({100 * row['sinkhorn_share']:.1f} %)"
+                   if "sinkhorn_ms" in row else ""))
     return {"kind": "train", "provenance": provenance(), "matmul_ceiling": ceiling,
             "settings": {"sizes": sizes, "experts": experts, "routers": routers_, "batch_size": B, "seq_len": S,
                          "vocab_size": V, "steps": steps, "repeats": repeats, "dtype": "float32",
-                         "timing": "compile + first step apart; median over repeats of the mean step time of "
-                                   "`steps` steps; 8 random batches already on the device"},
+                         "timing": "compile + first step apart; then `repeats` rounds, each timing `steps` steps of "
+                                   "every configuration in turn; median over rounds of the mean step time; 8 random "
+                                   "batches already on the device"},
             "rows": rows}
 
 
