@@ -46,7 +46,7 @@ def test_read_sweep_says_what_to_run(tmp_path):
     _write_runs(tmp_path / "cpu" / "runs.csv", [{"run_id": "d", "status": "finished", "technique": "dense",
                                                  "size": "x", "N": 1e5, "E": 1, "K": 1, "R": 0.5, "loss": 3.0}])
     sw = run_tables.read_sweep(("cpu",), root=tmp_path)
-    assert not sw.ok and "make sweep PROFILE=cpu" in sw.message and "model size" in sw.message
+    assert not sw.ok and "routing-laws sweep --grid cpu" in sw.message and "model size" in sw.message
     assert not run_tables.read_sweep(("gpu",), root=tmp_path).ok
 
 

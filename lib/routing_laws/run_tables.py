@@ -159,7 +159,8 @@ def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | N
             return SweepRuns(path, len(fin), failed, tables, msg, runs)
         notes.append(f"{shown}: {len(fin)} finished, {failed} failed runs, not enough to fit ({'; '.join(why)})")
     return SweepRuns(base, 0, 0, {}, "no sweep with enough runs: " + " | ".join(notes)
-                     + ". Run `make sweep PROFILE=cpu` (33 runs of 8.4M tokens: about 9 h on an idle 2-core CPU, resumable), then rebuild the book.")
+                     + ". Run `routing-laws sweep --grid cpu` (41 runs of 16.8M tokens, resumable; `--plan` prints the estimated "
+                     "cost, data/runs/cpu/README.md how to shard it over cores), then rebuild the book.")
 
 
 def measured_grid_table(runs: Iterable[Mapping], title: str = "") -> Table:

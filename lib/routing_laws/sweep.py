@@ -10,6 +10,13 @@ JSON, or fails the record schema is reported by name and never used. When the sw
 file for one of its runs, it moves it aside to ``<name>.json.bad-<UTC time>`` (kept for inspection,
 invisible to every reader, which only read ``*.json``) and trains the run again.
 
+Grids: ``cpu`` is the second version of our own grid (4-layer rungs, twice v1's tokens, second seeds; see
+data/runs/cpu/README.md); ``cpu-v1`` is the first, frozen in data/runs/cpu-v1/ (``FROZEN_FOLDERS``) and
+read with its old record version (``LEGACY_FOLDERS``); the ``ablate-*`` grids are paired comparisons
+recorded together in data/runs/ablations/ (``Grid.folder``). A run may set a few router fields of its own
+(``RunSpec.router_overrides``, names in ``OVERRIDE_CODES``); they are part of its run id
+(``...-s0-gsigmoid``) and of its record's ``spec``.
+
 Grid records come from clean commits: ``run_sweep`` refuses a working tree with changes to tracked
 files unless ``allow_dirty=True``; records made that way carry ``"dirty_tree": true`` and are listed
 in ``runs.csv`` with status ``dirty``, so fits and tables leave them out.
