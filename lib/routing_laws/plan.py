@@ -216,10 +216,10 @@ def format_plan(grid: Grid, rows: list[PlanRow], source: str) -> str:
     """The plan as a text table with the total (what ``routing-laws sweep --plan`` prints)."""
     lines = [f"plan of grid {grid.name}: {len(rows)} runs, batch {grid.batch_size} x {grid.seq_len} tokens",
              f"estimate source: {source}",
-             f"{'run':32s} {'d':>5s} {'L':>3s} {'E':>4s} {'router':6s} {'N':>7s} {'P_ne':>7s} {'tokens':>7s} "
+             f"{'run':44s} {'d':>5s} {'L':>3s} {'E':>4s} {'router':6s} {'N':>7s} {'P_ne':>7s} {'tokens':>7s} "
              f"{'tok/s':>7s} {'train s':>8s} {'compile s':>9s}"]
     for r in rows:
-        lines.append(f"{r.run_id:32s} {r.d_model:5d} {r.n_layers:3d} {r.experts:4d} {r.router:6s} {_si(r.N):>7s} "
+        lines.append(f"{r.run_id:44s} {r.d_model:5d} {r.n_layers:3d} {r.experts:4d} {r.router:6s} {_si(r.N):>7s} "
                      f"{_si(r.P_non_embedding):>7s} {_si(r.tokens):>7s} {_si(r.tokens_per_s):>7s} "
                      f"{r.train_s:8.1f} {r.compile_s:9.1f}")
     train_s, compile_s = sum(r.train_s for r in rows), sum(r.compile_s for r in rows)
