@@ -66,3 +66,21 @@ def test_step_memory_refuses_impossible_batches():
     plan.check_step_memory("--batch-size", cfg, 32)
     with pytest.raises(ValidationError, match="grid"):
         plan.plan_grid("gpu")
+
+
+def test_cpu_plan_uses_the_routed_ratio_measured_here(tiny_data):
+    """measure_cpu times dense per size and every (router, E) at one size; plan_grid applies that ratio,
+    per routed layer, at every size, instead of the H200 anchors' ratio."""
+    grid = sweep.Grid("c", ("100k",), (1, 4), ("hash",), tokens=2 * 16 * 4, batch_size=2, seq_len=16,
+                      variants=(("100k", "hash", 4, 1, 1.0),))
+    dense, rates = plan.measure_cpu(grid, tiny_data, steps=3)
+    assert set(dense) == {"100k"} and set(rates.ratios) == {("hash", 4)} and rates.n_routed_layers == 1
+    assert rates.ratios[("hash", 4)] > 0
+    fake = plan.RoutedRates("100k", 1, {("hash", 4): 0.5})
+    d, r05, r1 = plan.plan_grid(grid, vocab_size=tiny_data.vocab_size, measured=dense, routed_rates=fake)
+    assert r05.tokens_per_s == pytest.approx(0.5 * d.tokens_per_s)
+    assert r1.tokens_per_s == pytest.approx(0.25 * d.tokens_per_s)  # R = 1: two routed layers of 2
+    with pytest.raises(ValidationError, match="routed_rates"):
+        plan.plan_grid(grid, routed_rates={("hash", 4): 0.5})
+    with pytest.raises(ValidationError, match="ref_size"):
+        plan.measure_cpu(grid, tiny_data, ref_size="3M")

@@ -206,7 +206,48 @@ def test_list_reports_invalid_records(tmp_path, fake, monkeypatch, capsys):
 def test_committed_grid_records_are_valid():
     """Every record committed under data/runs/<grid>/ passes the schema (so no sweep would retrain it)."""
     root = io_utils.repo_root() / "data" / "runs"
-    folders = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name in sweep.GRIDS]
+    names = set(sweep.GRIDS) | {g.folder for g in sweep.GRIDS.values() if g.folder}
+    folders = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name in names]
+    assert {"cpu-v1", "routers"} <= {d.name for d in folders}
     for folder in folders:
         records, problems = sweep.read_records(folder)
-        assert problems == [] and records, (folder, problems)
+        assert problems == [] and (records or not list(folder.glob("*.json"))), (folder, problems)
+    assert len(sweep.read_records(root / "cpu-v1")[0]) == 33
+
+
+def test_frozen_v1_records_load_only_from_their_folder(tmp_path, monkeypatch):
+    """A record of version 1 (the v1 grid's) is accepted from cpu-v1/ after the version moves on, refused
+    elsewhere, and a sweep never treats it as finished (it would train the run again); no sweep writes there."""
+    src = io_utils.repo_root() / "data" / "runs" / "cpu-v1" / "100k-hash-E64-K1-R0.5-s0.json"
+    for name in ("cpu-v1", "cpu"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / src.name).write_bytes(src.read_bytes())
+    monkeypatch.setattr(train_lib, "RECORD_VERSION", train_lib.RECORD_VERSION + 1)
+    assert sweep.load_run_record(tmp_path / "cpu-v1" / src.name)["record_version"] == 1
+    with pytest.raises(RoutingLawsError, match="record_version 1"):
+        sweep.load_run_record(tmp_path / "cpu" / src.name)
+    assert sweep.record_status(tmp_path / "cpu-v1" / src.name) == "invalid"
+    assert len(sweep.read_records(tmp_path / "cpu-v1")[0]) == 1 and sweep.read_records(tmp_path / "cpu")[1]
+    with pytest.raises(ValidationError, match="--out"):
+        sweep.run_sweep(GRID, out_dir=tmp_path / "cpu-v1", progress=False)
+
+
+def test_router_overrides_reach_the_model_and_the_record(tmp_path, fake):
+    """A per-run router setting is in the run id, the trained model's RouterConfig and the record's spec;
+    a record whose model disagrees with its overrides is refused."""
+    spec = sweep.RunSpec("100k", "sbase", 2, router_overrides=(("sbase_gate", "sigmoid"),))
+    grid = sweep.Grid("o", (), (), (), tokens=4096, batch_size=2, seq_len=16, extra_runs=(spec,))
+    assert spec.run_id == "100k-sbase-E2-K1-R0.5-s0-gsigmoid"
+    sweep.run_sweep(grid, out_dir=tmp_path, progress=False)
+    rec = sweep.load_run_record(tmp_path / f"{spec.run_id}.json")
+    assert rec["spec"]["router_overrides"] == {"sbase_gate": "sigmoid"}
+    assert rec["model"]["router"]["sbase_gate"] == "sigmoid"
+    bad = {**rec, "model": {**rec["model"], "router": {**rec["model"]["router"], "sbase_gate": "softmax"}}}
+    with pytest.raises(RoutingLawsError, match="does not match the spec"):
+        sweep.validate_record(bad, spec.run_id)
+    with pytest.raises(RoutingLawsError, match="router_overrides"):
+        sweep.validate_record({**rec, "spec": {**rec["spec"], "router_overrides": {"hash_seed": 3}}}, spec.run_id)
+    with pytest.raises(ValidationError, match="router_overrides"):
+        sweep.RunSpec("100k", "sbase", 2, router_overrides=(("capacity_factor", 9.0),))
+    plain = sweep.RunSpec("100k", "sbase", 2)
+    assert "router_overrides" not in plain.to_json() and plain.run_id == "100k-sbase-E2-K1-R0.5-s0"

@@ -158,6 +158,37 @@ def test_sbase_gates_eval_and_top2():
     assert float(jnp.abs(g).sum()) > 0
 
 
+@pytest.mark.parametrize("mode", ["softmax", "sigmoid", "st"])
+def test_sbase_gate_modes_values_and_router_gradient(mode):
+    # constructed logits: token t prefers expert t % 4 by 2 nats, so Sinkhorn keeps every first choice
+    T, E = 16, 4
+    lg = np.full((T, E), -1.0, np.float32)
+    lg[np.arange(T), np.arange(T) % E] = 1.0
+    cfg = RouterConfig(kind="sbase", n_experts=E, sbase_gate=mode)
+    out = routers.sbase_route(lg, cfg, is_training=True)
+    np.testing.assert_array_equal(np.asarray(out.expert_idx_TK[:, 0]), np.arange(T) % E)
+    p_chosen = np.exp(1.0) / (np.exp(1.0) + 3 * np.exp(-1.0))  # softmax of the chosen logit
+    want = {"softmax": p_chosen, "sigmoid": 1 / (1 + np.exp(-1.0)), "st": 1.0}[mode]
+    np.testing.assert_allclose(np.asarray(out.gate_TK), np.full((T, 1), want), rtol=1e-5)
+    # the gradient reaches the router's weights through the gate in every mode; st's is the softmax's
+    x_TD = jnp.asarray(np.random.default_rng(0).normal(size=(T, 8)), jnp.float32)
+    w_DE = jnp.asarray(np.random.default_rng(1).normal(size=(8, E)), jnp.float32)
+    y_T = jnp.asarray(np.random.default_rng(2).normal(size=(T,)), jnp.float32)
+
+    def loss(w, m):
+        g = routers.sbase_route(x_TD @ w, RouterConfig(kind="sbase", n_experts=E, sbase_gate=m), is_training=True)
+        return jnp.sum(g.gate_TK[:, 0] * y_T)
+
+    g = np.asarray(jax.grad(loss)(w_DE, mode))
+    assert np.all(np.isfinite(g)) and np.abs(g).sum() > 1e-3
+    if mode == "st":
+        np.testing.assert_allclose(g, np.asarray(jax.grad(loss)(w_DE, "softmax")), rtol=1e-5, atol=1e-7)
+    else:
+        assert not np.allclose(g, np.asarray(jax.grad(loss)(w_DE, "st" if mode == "sigmoid" else "sigmoid")))
+    with pytest.raises(ValidationError, match="router.sbase_gate"):
+        RouterConfig(kind="sbase", n_experts=E, sbase_gate="relu")
+
+
 # --------------------------------------------------------------------------------------------- RL-R
 
 @pytest.mark.parametrize("with_value", [False, True])

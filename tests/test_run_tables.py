@@ -1,11 +1,12 @@
 """routing_laws.run_tables: the sweep reader on synthetic runs.csv files, and the measured-grid table
 against a direct lookup (the paper's raw runs are exercised in test_paper.py and the chapters)."""
 import csv
+import shutil
 
 import numpy as np
 import pytest
 
-from routing_laws import law_tables, laws, run_tables, tables
+from routing_laws import io_utils, law_tables, laws, run_tables, tables
 from routing_laws.errors import ValidationError
 
 LAW = laws.RoutedLaw(-0.082, -0.108, 0.009, 1.104, 1.847, 314.478)
@@ -45,7 +46,7 @@ def test_read_sweep_says_what_to_run(tmp_path):
     _write_runs(tmp_path / "cpu" / "runs.csv", [{"run_id": "d", "status": "finished", "technique": "dense",
                                                  "size": "x", "N": 1e5, "E": 1, "K": 1, "R": 0.5, "loss": 3.0}])
     sw = run_tables.read_sweep(("cpu",), root=tmp_path)
-    assert not sw.ok and "make sweep PROFILE=cpu" in sw.message and "model size" in sw.message
+    assert not sw.ok and "routing-laws sweep --grid cpu" in sw.message and "model size" in sw.message
     assert not run_tables.read_sweep(("gpu",), root=tmp_path).ok
 
 
@@ -105,3 +106,23 @@ def test_read_sweep_keeps_every_finished_run(tmp_path):
     assert len(sw.runs) == len(rows) - 1  # the K = 2 variant is not a main-grid run
     assert {"technique": "HASH", "N": 1e5, "E": 4, "loss": 3.9} in sw.runs
 
+
+
+def test_our_runs_prefers_v2_and_falls_back_to_v1_with_a_caveat(tmp_path):
+    """Until data/runs/cpu/ has a finished clean run, the book's own runs are cpu-v1's, with the caveat."""
+    src = io_utils.repo_root() / "data" / "runs" / "cpu-v1"
+    shutil.copytree(src, tmp_path / "cpu-v1")
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "README.md").write_text("v2\n")
+    got = run_tables.our_runs(tmp_path)
+    assert got.grid == "cpu-v1" and got.caveat == run_tables.V1_CAVEAT
+    assert "before the fixes" in got.caveat and len(got.finished) == 33 and got.sweep.ok
+    rec = (src / "100k-dense-E1-K1-R0.5-s0.json").read_text()
+    (tmp_path / "cpu" / "100k-dense-E1-K1-R0.5-s0.json").write_text(rec.replace('"status": "finished"',
+                                                                               '"status": "failed", "reason": "x"'))
+    assert run_tables.our_runs(tmp_path).grid == "cpu-v1"  # a failed run is not a finished one
+    (tmp_path / "cpu" / "100k-dense-E1-K1-R0.5-s0.json").write_text(rec)
+    v2 = run_tables.our_runs(tmp_path)
+    assert v2.grid == "cpu" and v2.caveat == "" and len(v2.finished) == 1 and not v2.sweep.ok
+    with pytest.raises(ValidationError, match="root"):
+        run_tables.our_runs(tmp_path / "nothing-here")

@@ -5,6 +5,8 @@ import pytest
 
 from routing_laws import data as data_lib
 from routing_laws import io_utils, sweep
+from routing_laws import model as model_lib
+from routing_laws.config import RouterConfig, model_config
 from routing_laws.errors import ValidationError
 
 
@@ -16,6 +18,48 @@ def test_grids_cover_what_the_book_needs():
     assert len({r.run_id for r in runs}) == len(runs)
     gpu = sweep.get_grid("gpu")
     assert max(gpu.experts) >= 256 and gpu.tokens >= 20_000_000
+
+
+def test_v2_cpu_grid_is_the_designed_one():
+    """v2: 3 four-layer rungs x E {1, 4, 16, 64} x 3 routers, the (F, B) variants at 200k-L4 S-BASE E = 16,
+    seed 1 for dense and E = 16 of each router at the smallest and largest rung, 2x v1's tokens."""
+    cpu, v1 = sweep.get_grid("cpu"), sweep.get_grid("cpu-v1")
+    runs = cpu.runs()
+    assert len(runs) == 30 + 3 + 8 and len({r.run_id for r in runs}) == len(runs)
+    assert cpu.tokens == 2 * v1.tokens == 4096 * 32 * 128
+    assert {model_config(s).n_layers for s in cpu.sizes} == {4}
+    for s in cpu.sizes:  # R = 0.5 routes two FFNs, never only the last one
+        assert model_config(s, router=RouterConfig(kind="sbase", n_experts=4)).routed_layers == (1, 3)
+    Ns = [model_lib.count_params(model_config(s)).N for s in cpu.sizes]
+    assert Ns == [111_456, 197_760, 444_096] and Ns[-1] / Ns[0] > 3.9
+    seeds = [r for r in runs if r.seed == 1]
+    assert {(r.size, r.router, r.experts) for r in seeds} == {
+        (s, r, e) for s in ("110k-L4", "440k-L4") for r, e in (("dense", 1), ("sbase", 16), ("rlr", 16), ("hash", 16))}
+    assert all(r.run_id.endswith("-s1") for r in seeds)
+    assert {(r.top_k, r.routing_frequency) for r in runs if r.size == "200k-L4" and r.experts == 16
+            and r.router == "sbase"} == {(1, 0.5), (1, 0.25), (1, 1.0), (2, 0.5)}
+    assert len(v1.runs()) == 33 and sweep.runs_dir("cpu-v1").name == "cpu-v1"
+
+
+def test_ablation_grids_pair_what_they_compare():
+    abl = {n: g for n, g in sweep.GRIDS.items() if n.startswith("ablate-")}
+    assert set(abl) == {"ablate-init", "ablate-depth", "ablate-gate", "ablate-rlr"}
+    v1 = {r.run_id for r in sweep.get_grid("cpu-v1").runs()}
+    for name, g in abl.items():
+        assert g.tokens == 8_388_608 and sweep.runs_dir(name).name == "ablations"
+        assert all(sweep.is_safe_run_id(r.run_id) for r in g.runs())
+        for r in g.runs():  # every run builds
+            model_config(r.size, router=r.router_config())
+    assert {r.run_id for r in abl["ablate-init"].runs()} <= v1  # paired with cpu-v1's records by run id
+    gates = {dict(r.router_overrides).get("sbase_gate", "softmax") for r in abl["ablate-gate"].runs()}
+    assert gates == {"softmax", "sigmoid", "st"}
+    rlr = [r for r in abl["ablate-rlr"].runs() if r.router == "rlr"]
+    assert {(r.size, r.experts) for r in rlr} == {(s, e) for s in ("110k-L4", "200k-L4") for e in (16, 64)}
+    assert len({r.router_overrides for r in rlr}) == len(sweep.RLR_SETTINGS) >= 2
+    assert {r.size for r in abl["ablate-rlr"].runs() if r.router == "dense"} == {"110k-L4", "200k-L4"}
+    # the same run in two comparisons is one record
+    ids = [r.run_id for g in abl.values() for r in g.runs()]
+    assert "100k-sbase-E64-K1-R0.5-s0" in ids and ids.count("100k-sbase-E64-K1-R0.5-s0") == 2
 
 
 def test_select_and_shard_partition_the_grid():

@@ -17,6 +17,7 @@ from routing_laws.errors import ValidationError, check_choice, check_float, chec
 
 ROUTERS = ("dense", "sbase", "rlr", "hash")
 RLR_BASELINES = ("learned", "batch")
+SBASE_GATES = ("softmax", "sigmoid", "st")
 """Router names: ``dense`` (no routing, E = 1), ``sbase`` (Sinkhorn-BASE), ``rlr`` (REINFORCE), ``hash``."""
 ROUTER_LABELS = {"dense": "dense", "sbase": "S-BASE", "rlr": "RL-R", "hash": "HASH"}
 """Display names (the paper's spelling) of the router kinds, shared by sweeps, tables and charts."""
@@ -27,6 +28,12 @@ SIZES: dict[str, tuple[int, int, int, int]] = {
     "100k": (64, 2, 2, 32),
     "200k": (96, 2, 3, 32),
     "400k": (136, 2, 4, 34),  # N = 445,264: with 100k (98,944) the cpu grid spans 4.5x in N
+    # v2 rungs (the cpu grid from its second version on): 4 layers each, so R = 0.5 routes two FFNs (layers
+    # 2 and 4, i.e. indices 1 and 3), never only the last one; named by N (model.dense_params): 111,456 /
+    # 197,760 / 444,096 non-embedding parameters, a 3.98x span; head_dim * n_heads = d_model as below
+    "110k-L4": (48, 4, 2, 24),
+    "200k-L4": (64, 4, 2, 32),
+    "440k-L4": (96, 4, 3, 32),
     "800k": (128, 4, 4, 32),
     "1.6M": (192, 4, 6, 32),
     "3M": (256, 4, 8, 32),
@@ -63,6 +70,11 @@ class RouterConfig:
     sinkhorn_iters: int = 100  # fixed log-space sweeps (jit-friendly; temperature annealed over the first half)
     sinkhorn_temperature: float = 0.05  # relative to the standardised logits (see routers.standardize_logits)
     sbase_balanced_eval: bool = False  # False: plain argmax at evaluation (causal); True: balance eval batch too
+    # the weight of the chosen expert's output (routers.sbase_route), the router's only gradient path:
+    # "softmax" = softmax(logits)[e] (the default, most likely the paper's, ~1/E at init); "sigmoid" =
+    # sigmoid(logits[e]) (BASE layers, Lewis et al. 2021; ~0.5 at init whatever E); "st" =
+    # 1 + p - stop_gradient(p) with p = softmax(logits)[e] (value 1, the softmax's gradient: a straight-through gate)
+    sbase_gate: str = "softmax"
     # RL-R
     rlr_entropy_coef: float = 0.01
     rlr_balance_coef: float = 0.01
@@ -106,6 +118,7 @@ class RouterConfig:
         _set(self, "rlr_balance_coef", check_float("router.rlr_balance_coef", self.rlr_balance_coef, min_value=0.0))
         _set(self, "rlr_loss_coef", check_float("router.rlr_loss_coef", self.rlr_loss_coef, min_value=0.0))
         check_choice("router.rlr_baseline", self.rlr_baseline, RLR_BASELINES)
+        check_choice("router.sbase_gate", self.sbase_gate, SBASE_GATES)
         _set(self, "rlr_value_coef", check_float("router.rlr_value_coef", self.rlr_value_coef, min_value=0.0))
         _set(self, "rlr_temperature", check_float("router.rlr_temperature", self.rlr_temperature,
                                                   min_value=0.0, min_exclusive=True))

@@ -9,6 +9,12 @@ says which:
 - anchors: otherwise, the committed peer measurements on one H200 in
   ``data/bench/h200-peer-anchors-20261128.json`` (whole small LMs, bf16, routed every other layer).
 
+- measured on a CPU (``measure_cpu``): the dense model of every size, and every (router, E) of the grid at
+  one reference size, timed for a few steps each on this machine; the routed/dense ratio measured at the
+  reference size is then applied at every size (raised to the number of routed layers over the
+  reference's), instead of the H200 anchors' ratio, which says nothing about a CPU. The time is
+  per process: for a grid sharded one process per core (``taskset``), it is core-seconds.
+
 Either way, the dense rate at a run's dense-equivalent non-embedding size N is interpolated log-log
 between the sizes known (extrapolated with the end slopes), and routed runs are slowed by the anchors'
 routed/dense ratio at their E (interpolated in log E, extrapolated past E = 128 with the last slope),
@@ -106,35 +112,77 @@ def routed_factor(experts: int, anchors: dict) -> float:
 def measure_sizes(grid: Grid, dataset, *, steps: int = 4) -> dict[str, tuple[float, float]]:
     """Time ``steps`` training steps of each size's dense model on the current backend:
     ``{size: (tokens per second without the first step, seconds of the first step and the evaluation)}``."""
-    out = {}
-    for size in grid.sizes:
-        mcfg = model_config(size, vocab_size=dataset.vocab_size, seq_len=grid.seq_len)
-        B, T = grid.batch_size, grid.seq_len
-        tcfg = TrainConfig(tokens=steps * B * T, batch_size=B, learning_rate=grid.learning_rate,
-                           eval_every=steps, eval_tokens=B * T)
-        rec = train_lib.train(mcfg, tcfg, dataset, progress=False, name=f"plan-{size}")
-        tps = float(rec["tokens_per_s"])
-        out[size] = (tps, max(0.0, float(rec["wall_s"]) - (steps - 1) * B * T / tps))
-    return out
+    return {size: _measure(model_config(size, vocab_size=dataset.vocab_size, seq_len=grid.seq_len), grid, dataset,
+                           steps, f"plan-{size}") for size in dict.fromkeys(s.size for s in grid.runs())}
+
+
+@dataclass(frozen=True)
+class RoutedRates:
+    """Routed / dense tokens-per-second ratios measured at ``size`` (``measure_cpu``), per (router, E, K, R)."""
+
+    size: str
+    n_routed_layers: int  # routed layers of the reference model at R = 0.5
+    ratios: dict  # (router, E) -> ratio at top-1, R = 0.5
+
+
+def _measure(mcfg: ModelConfig, grid: Grid, dataset, steps: int, name: str) -> tuple[float, float]:
+    B, T = grid.batch_size, grid.seq_len
+    tcfg = TrainConfig(tokens=steps * B * T, batch_size=B, learning_rate=grid.learning_rate,
+                       eval_every=steps, eval_tokens=B * T)
+    rec = train_lib.train(mcfg, tcfg, dataset, progress=False, name=name)
+    tps = float(rec["tokens_per_s"])
+    return tps, max(0.0, float(rec["wall_s"]) - (steps - 1) * B * T / tps)
+
+
+def measure_cpu(grid: Grid, dataset, *, steps: int = 6, ref_size: str | None = None
+                ) -> tuple[dict[str, tuple[float, float]], RoutedRates]:
+    """The measurements a CPU plan uses: ``measure_sizes`` for the dense model of every size, and the
+    routed/dense ratio of every (router, E > 1) of the grid, top-1, R = 0.5, at ``ref_size`` (default: the
+    grid's middle size; every router timed, since on a CPU S-BASE's Sinkhorn, RL-R's sampling and value
+    head and HASH's lookup cost differently)."""
+    if not isinstance(grid, Grid):
+        raise ValidationError("grid", f"must be a Grid, got {type(grid).__name__}", "use sweep.get_grid(name)")
+    steps = check_int("steps", steps, min_value=2)
+    specs = grid.runs()
+    sizes = list(dict.fromkeys(s.size for s in specs))
+    ref = ref_size or sizes[len(sizes) // 2]
+    if ref not in sizes:
+        raise ValidationError("ref_size", f"{ref!r} is not a size of grid {grid.name}", "choose one of: " + ", ".join(sizes))
+    dense = {}
+    for size in sizes:
+        dense[size] = _measure(model_config(size, vocab_size=dataset.vocab_size, seq_len=grid.seq_len), grid,
+                               dataset, steps, f"plan-{size}")
+    ratios = {}
+    for router, E in dict.fromkeys((s.router, s.experts) for s in specs if s.router != "dense"):
+        cfg = model_config(ref, vocab_size=dataset.vocab_size, seq_len=grid.seq_len,
+                           router=RouterConfig(kind=router, n_experts=E))
+        ratios[(router, E)] = _measure(cfg, grid, dataset, steps, f"plan-{ref}-{router}-E{E}")[0] / dense[ref][0]
+    n_ref = len(model_config(ref, router=RouterConfig(kind="hash", n_experts=2)).routed_layers)
+    return dense, RoutedRates(ref, n_ref, ratios)
 
 
 def plan_grid(grid: Grid, *, vocab_size: int = 2048, anchors: dict | None = None,
-              measured: dict[str, tuple[float, float]] | None = None) -> list[PlanRow]:
-    """One ``PlanRow`` per run of ``grid``, from ``measured`` rates (``measure_sizes``) or the anchors."""
+              measured: dict[str, tuple[float, float]] | None = None,
+              routed_rates: RoutedRates | None = None) -> list[PlanRow]:
+    """One ``PlanRow`` per run of ``grid``, from ``measured`` rates (``measure_sizes``) or the anchors, and
+    routed slow-downs from ``routed_rates`` (``measure_cpu``) where it has the run's (router, E)."""
     if not isinstance(grid, Grid):
         raise ValidationError("grid", f"must be a Grid, got {type(grid).__name__}", "use sweep.get_grid(name)")
     anchors = anchors or load_anchors()
     xs = [float(r["non_embedding_params"]) for r in anchors["rows"]]
     ys = [float(r["tokens_per_s"]["1"]) for r in anchors["rows"]]
     rows = []
+    if routed_rates is not None and not isinstance(routed_rates, RoutedRates):
+        raise ValidationError("routed_rates", f"must be a RoutedRates, got {type(routed_rates).__name__}",
+                              "use plan.measure_cpu(grid, dataset)")
     for spec in grid.runs():
-        rows.append(_plan_row(grid, spec, vocab_size, anchors, measured, xs, ys))
+        rows.append(_plan_row(grid, spec, vocab_size, anchors, measured, xs, ys, routed_rates))
     return rows
 
 
-def _plan_row(grid: Grid, spec: RunSpec, vocab_size: int, anchors: dict, measured, xs, ys) -> PlanRow:
-    router = RouterConfig(kind=spec.router, n_experts=spec.experts, top_k=spec.top_k,
-                          routing_frequency=spec.routing_frequency)
+def _plan_row(grid: Grid, spec: RunSpec, vocab_size: int, anchors: dict, measured, xs, ys,
+              routed_rates: RoutedRates | None = None) -> PlanRow:
+    router = spec.router_config()
     cfg = model_config(spec.size, vocab_size=vocab_size, seq_len=grid.seq_len, router=router)
     acct = model_lib.count_params(cfg)
     if measured is not None and spec.size in measured:
@@ -143,7 +191,11 @@ def _plan_row(grid: Grid, spec: RunSpec, vocab_size: int, anchors: dict, measure
         dense_tps, compile_s = _interp_loglog(acct.N, xs, ys), float(anchors["compile_s_assumed"])
     tps = dense_tps
     if router.routed:
-        tps *= routed_factor(spec.experts, anchors) ** (len(cfg.routed_layers) / (cfg.n_layers / 2))
+        key = (spec.router, spec.experts)
+        if routed_rates is not None and key in routed_rates.ratios:
+            tps *= min(1.0, routed_rates.ratios[key]) ** (len(cfg.routed_layers) / routed_rates.n_routed_layers)
+        else:
+            tps *= routed_factor(spec.experts, anchors) ** (len(cfg.routed_layers) / (cfg.n_layers / 2))
         if spec.top_k > 1:
             k1 = model_lib.flops_per_token(cfg.replace(router=RouterConfig(
                 kind=spec.router, n_experts=spec.experts, routing_frequency=spec.routing_frequency)))
@@ -164,16 +216,28 @@ def format_plan(grid: Grid, rows: list[PlanRow], source: str) -> str:
     """The plan as a text table with the total (what ``routing-laws sweep --plan`` prints)."""
     lines = [f"plan of grid {grid.name}: {len(rows)} runs, batch {grid.batch_size} x {grid.seq_len} tokens",
              f"estimate source: {source}",
-             f"{'run':32s} {'d':>5s} {'L':>3s} {'E':>4s} {'router':6s} {'N':>7s} {'P_ne':>7s} {'tokens':>7s} "
+             f"{'run':44s} {'d':>5s} {'L':>3s} {'E':>4s} {'router':6s} {'N':>7s} {'P_ne':>7s} {'tokens':>7s} "
              f"{'tok/s':>7s} {'train s':>8s} {'compile s':>9s}"]
     for r in rows:
-        lines.append(f"{r.run_id:32s} {r.d_model:5d} {r.n_layers:3d} {r.experts:4d} {r.router:6s} {_si(r.N):>7s} "
+        lines.append(f"{r.run_id:44s} {r.d_model:5d} {r.n_layers:3d} {r.experts:4d} {r.router:6s} {_si(r.N):>7s} "
                      f"{_si(r.P_non_embedding):>7s} {_si(r.tokens):>7s} {_si(r.tokens_per_s):>7s} "
                      f"{r.train_s:8.1f} {r.compile_s:9.1f}")
     train_s, compile_s = sum(r.train_s for r in rows), sum(r.compile_s for r in rows)
-    lines.append(f"total: {train_s + compile_s:.0f} s = {(train_s + compile_s) / 60:.1f} min "
+    lines.append(f"total: {train_s + compile_s:.0f} s = {(train_s + compile_s) / 60:.1f} min = "
+                 f"{(train_s + compile_s) / 3600:.1f} h "
                  f"({train_s:.0f} s training, {compile_s:.0f} s compiling), {_si(sum(r.tokens for r in rows))} tokens")
     return "\n".join(lines)
+
+
+def cpu_plan(grid: Grid, dataset, *, steps: int = 6) -> tuple[list[PlanRow], str]:
+    """The plan of ``grid`` on this CPU from ``measure_cpu`` and the line that says where it comes from."""
+    measured, rates = measure_cpu(grid, dataset, steps=steps)
+    rows = plan_grid(grid, vocab_size=dataset.vocab_size, measured=measured, routed_rates=rates)
+    source = (f"measured on this CPU ({os.cpu_count()} cores visible to the process, load "
+              f"{os.getloadavg()[0]:.1f}): {steps} steps of each size's dense model, and of every (router, E) at "
+              f"{rates.size}, first step and evaluation counted as compile time; seconds are per process "
+              f"(core-seconds when pinned one process per core)")
+    return rows, source
 
 
 def plan_summary(rows: list[PlanRow]) -> dict[str, Any]:

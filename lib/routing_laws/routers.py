@@ -10,7 +10,8 @@ Choices (documented in the book, 'Routing networks'):
 - S-BASE: log-space Sinkhorn at temperature ``tau`` over the tokens of the batch, annealed, stopped once
   every expert's share of the plan is within ``SINKHORN_TOL`` of 1/E (at most ``sinkhorn_iters``
   sweeps), no gradient through it; expert = top-K of the balanced plan; gate = softmax(logits)
-  probability of each chosen expert (not renormalised over the K). Evaluation uses plain top-K of the
+  probability of each chosen expert (not renormalised over the K) by default, or the alternatives of
+  ``sbase_gate`` (``RouterConfig.sbase_gate``: BASE's sigmoid, a straight-through gate of value 1). Evaluation uses plain top-K of the
   logits (causal); ``sbase_balanced_eval`` balances the evaluation batch too, which lets a token's
   expert depend on other positions, the future included.
 - RL-R: policy softmax(logits), sampled in training, argmax at evaluation, gate 1 (the expert output
@@ -39,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from routing_laws.config import RouterConfig
+from routing_laws.config import SBASE_GATES, RouterConfig
 from routing_laws.errors import ValidationError, check_int
 from routing_laws.mesh import DATA, check_mesh
 
@@ -154,6 +155,25 @@ def sinkhorn_log(logits_TE, n_iters: int, temperature: float, tol: float = 0.0) 
     return jax.lax.stop_gradient((z_TE + u_T[:, None] + v_E[None, :]) / temperature)
 
 
+def sbase_gate(logits_TE: jax.Array, logp_TE: jax.Array, expert_idx_TK: jax.Array, mode: str) -> jax.Array:
+    """Gate [T, K] of each chosen expert under ``RouterConfig.sbase_gate`` (the router's only gradient path):
+
+    - ``softmax``: softmax(logits)[e] (default; most likely the paper's; about 1/E at init, so at large E
+      the expert output starts small and so does the router's gradient);
+    - ``sigmoid``: sigmoid(logits[e]) as in BASE layers (Lewis et al. 2021): about 0.5 at init at every E;
+    - ``st``: 1 + p - stop_gradient(p), p = softmax(logits)[e]: the value 1 (the expert output unscaled)
+      with the softmax gate's gradient (straight-through).
+    """
+    if mode not in SBASE_GATES:
+        raise ValidationError("router.sbase_gate", f"unknown gate {mode!r}", "choose one of: " + ", ".join(SBASE_GATES))
+    p_TK = jnp.take_along_axis(jnp.exp(logp_TE), expert_idx_TK, axis=-1)
+    if mode == "softmax":
+        return p_TK
+    if mode == "sigmoid":
+        return jax.nn.sigmoid(jnp.take_along_axis(logits_TE, expert_idx_TK, axis=-1))
+    return 1.0 + p_TK - jax.lax.stop_gradient(p_TK)
+
+
 def sbase_route(logits_TE, cfg: RouterConfig, *, is_training: bool) -> RouterOutput:
     """S-BASE: experts from a Sinkhorn-balanced plan (training), gates from softmax(logits)."""
     logits_TE = _check_logits(logits_TE, cfg)
@@ -163,7 +183,7 @@ def sbase_route(logits_TE, cfg: RouterConfig, *, is_training: bool) -> RouterOut
     else:
         score_TE = jax.lax.stop_gradient(logits_TE)
     _, expert_idx_TK = jax.lax.top_k(score_TE, cfg.top_k)
-    gate_TK = jnp.take_along_axis(jnp.exp(logp_TE), expert_idx_TK, axis=-1)
+    gate_TK = sbase_gate(logits_TE, logp_TE, expert_idx_TK, cfg.sbase_gate)
     zeros_T = jnp.zeros(logits_TE.shape[:1], jnp.float32)
     expert_idx_TK = expert_idx_TK.astype(jnp.int32)
     return RouterOutput(expert_idx_TK, gate_TK, jnp.zeros((), jnp.float32), zeros_T, zeros_T,

@@ -1,8 +1,8 @@
 """Rows and tables of run records, for the scaling-law chapters: the paper's raw runs (main grid per
-router, overview, training curves, per-evaluation-set refits) and our own sweep (``read_sweep``,
-``measured_grid_table``). Rows and tables of the laws themselves are in ``routing_laws.law_tables``.
+router, overview, training curves, per-evaluation-set refits) and our own sweep (``our_runs``,
+``read_sweep``, ``measured_grid_table``). Rows and tables of the laws themselves are in ``routing_laws.law_tables``.
 
-Pure numpy. Names: N dense non-embedding parameters, E experts, loss validation loss (nats/token);
+Numpy only (records are read and validated by ``routing_laws.sweep``). Names: N dense non-embedding parameters, E experts, loss validation loss (nats/token);
 K experts per token (top-k), R routing frequency.
 """
 
@@ -16,7 +16,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from routing_laws import laws, paper
+from routing_laws import laws, paper, sweep
 from routing_laws.config import ROUTER_LABELS
 from routing_laws.errors import ValidationError
 from routing_laws.io_utils import repo_root
@@ -159,7 +159,8 @@ def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | N
             return SweepRuns(path, len(fin), failed, tables, msg, runs)
         notes.append(f"{shown}: {len(fin)} finished, {failed} failed runs, not enough to fit ({'; '.join(why)})")
     return SweepRuns(base, 0, 0, {}, "no sweep with enough runs: " + " | ".join(notes)
-                     + ". Run `make sweep PROFILE=cpu` (33 runs of 8.4M tokens: about 9 h on an idle 2-core CPU, resumable), then rebuild the book.")
+                     + ". Run `routing-laws sweep --grid cpu` (41 runs of 16.8M tokens, resumable; `--plan` prints the estimated "
+                     "cost, data/runs/cpu/README.md how to shard it over cores), then rebuild the book.")
 
 
 def measured_grid_table(runs: Iterable[Mapping], title: str = "") -> Table:
@@ -192,3 +193,45 @@ def measured_grid_table(runs: Iterable[Mapping], title: str = "") -> Table:
                          "gain over dense": None if dense is None else dense - got[best]})
     fmt = {c: ".4f" for c in ("dense", *ROUTERS, "gain over dense")}
     return Table(rows, ["N", "E", "dense", *ROUTERS, "best", "gain over dense"], fmt, title)
+
+
+V1_CAVEAT = ("These are the v1 cpu grid's records (data/runs/cpu-v1/): trained before the fixes, with the expert "
+             "and q/k/v initialisation that counted fan-in over E * D (experts sqrt(E) too small at init), "
+             "2-layer models whose only routed FFN is the last one, and 19-85 tokens per parameter. "
+             "They are shown until the v2 grid (data/runs/cpu/) has finished runs; do not read them as a "
+             "test of the paper.")
+
+
+@dataclass(frozen=True)
+class OurRuns:
+    """Our own cpu grid's records: v2 (``data/runs/cpu``) once it has a finished run, else v1 (``cpu-v1``)."""
+
+    grid: str  # "cpu" (v2) or "cpu-v1"
+    folder: Path
+    records: tuple  # every valid record of the folder (finished and failed)
+    problems: tuple  # one line per invalid file (never used)
+    caveat: str  # "" for v2; V1_CAVEAT for the v1 fallback
+    sweep: SweepRuns  # read_sweep of that folder: the fit-ready tables, or why not
+
+    @property
+    def finished(self) -> list[dict]:
+        return [r for r in self.records if r.get("status") == "finished" and not r.get("dirty_tree")]
+
+
+def our_runs(root: Path | None = None) -> OurRuns:
+    """The records the book shows as ours: the v2 ``cpu`` grid's when it has at least one finished (clean)
+    run, otherwise the frozen v1 records of ``cpu-v1`` with ``V1_CAVEAT`` (they predate the fixes).
+    ``root`` is the ``data/runs`` folder (default: the repository's)."""
+    if root is not None and not isinstance(root, (str, Path)):
+        raise ValidationError("root", f"must be a folder path, got {type(root).__name__}", "pass data/runs or None")
+    base = Path(root) if root is not None else repo_root() / "data" / "runs"
+    if root is not None and not base.is_dir():
+        raise ValidationError("root", f"{base} is not a folder", "pass the data/runs folder")
+    for grid, caveat in (("cpu", ""), ("cpu-v1", V1_CAVEAT)):
+        folder = base / grid
+        recs, problems = sweep.read_records(folder) if folder.is_dir() else ([], [])
+        if grid == "cpu" and not any(r.get("status") == "finished" and not r.get("dirty_tree") for r in recs):
+            continue
+        return OurRuns(grid, folder, tuple(recs), tuple(problems), caveat, read_sweep((grid,), root=base))
+    return OurRuns("cpu-v1", base / "cpu-v1", (), (), V1_CAVEAT + " (none found either)",
+                   read_sweep(("cpu-v1",), root=base))

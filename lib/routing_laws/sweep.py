@@ -10,6 +10,13 @@ JSON, or fails the record schema is reported by name and never used. When the sw
 file for one of its runs, it moves it aside to ``<name>.json.bad-<UTC time>`` (kept for inspection,
 invisible to every reader, which only read ``*.json``) and trains the run again.
 
+Grids: ``cpu`` is the second version of our own grid (4-layer rungs, twice v1's tokens, second seeds; see
+data/runs/cpu/README.md); ``cpu-v1`` is the first, frozen in data/runs/cpu-v1/ (``FROZEN_FOLDERS``) and
+read with its old record version (``LEGACY_FOLDERS``); the ``ablate-*`` grids are paired comparisons
+recorded together in data/runs/ablations/ (``Grid.folder``). A run may set a few router fields of its own
+(``RunSpec.router_overrides``, names in ``OVERRIDE_CODES``); they are part of its run id
+(``...-s0-gsigmoid``) and of its record's ``spec``.
+
 Grid records come from clean commits: ``run_sweep`` refuses a working tree with changes to tracked
 files unless ``allow_dirty=True``; records made that way carry ``"dirty_tree": true`` and are listed
 in ``runs.csv`` with status ``dirty``, so fits and tables leave them out.
@@ -44,9 +51,31 @@ RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,159}")
 RECORD_STATUSES = ("finished", "failed")
 
 
-def run_id(size: str, router: str, experts: int, top_k: int = 1, routing_frequency: float = 0.5, seed: int = 0) -> str:
-    """The identity and file stem of a run, e.g. ``100k-sbase-E16-K1-R0.5-s0`` (used by sweeps and ``train``)."""
-    return f"{size}-{router}-E{experts}-K{top_k}-R{routing_frequency:g}-s{seed}"
+# router settings a grid may change per run, and the short code each adds to the run id (``-gsigmoid``)
+OVERRIDE_CODES = {"sbase_gate": "g", "rlr_router_lr_mult": "lr", "rlr_balance_coef": "bal",
+                  "rlr_entropy_coef": "ent"}
+
+
+def _override_suffix(overrides: Any) -> str:
+    """``-gsigmoid-lr3`` style suffix of per-run router settings (sorted by name; empty without any)."""
+    if not isinstance(overrides, (dict, tuple, list)):
+        raise ValidationError("router_overrides", f"must be a mapping of router settings, got {overrides!r}")
+    items = sorted(dict(overrides).items())
+    for name, value in items:
+        if name not in OVERRIDE_CODES:
+            raise ValidationError("router_overrides", f"{name!r} cannot be set per run",
+                                  "choose among: " + ", ".join(OVERRIDE_CODES))
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValidationError(f"router_overrides.{name}", f"must be a text or a number, got {value!r}")
+    return "".join(f"-{OVERRIDE_CODES[k]}{v:g}" if not isinstance(v, str) else f"-{OVERRIDE_CODES[k]}{v}"
+                   for k, v in items)
+
+
+def run_id(size: str, router: str, experts: int, top_k: int = 1, routing_frequency: float = 0.5, seed: int = 0,
+           router_overrides: Any = ()) -> str:
+    """The identity and file stem of a run, e.g. ``100k-sbase-E16-K1-R0.5-s0`` (used by sweeps and ``train``);
+    per-run router settings add a suffix (``110k-L4-sbase-E64-K1-R0.5-s0-gsigmoid``)."""
+    return f"{size}-{router}-E{experts}-K{top_k}-R{routing_frequency:g}-s{seed}" + _override_suffix(router_overrides)
 
 
 def is_safe_run_id(text: Any) -> bool:
@@ -64,10 +93,29 @@ class RunSpec:
     top_k: int = 1
     routing_frequency: float = 0.5
     seed: int = 0
+    # (name, value) pairs of RouterConfig fields set for this run only (names in OVERRIDE_CODES); sorted
+    router_overrides: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        _override_suffix(self.router_overrides)  # validates names and values
+        object.__setattr__(self, "router_overrides", tuple(sorted(dict(self.router_overrides).items())))
 
     @property
     def run_id(self) -> str:
-        return run_id(self.size, self.router, self.experts, self.top_k, self.routing_frequency, self.seed)
+        return run_id(self.size, self.router, self.experts, self.top_k, self.routing_frequency, self.seed,
+                      self.router_overrides)
+
+    def router_config(self) -> RouterConfig:
+        """The run's RouterConfig: the project's defaults, the spec's router shape, its overrides."""
+        return RouterConfig(kind=self.router, n_experts=self.experts, top_k=self.top_k,
+                            routing_frequency=self.routing_frequency, **dict(self.router_overrides))
+
+    def to_json(self) -> dict:
+        """The record's ``spec``: the fields, ``router_overrides`` as an object (present only when set)."""
+        out = {k: getattr(self, k) for k in ("size", "router", "experts", "top_k", "routing_frequency", "seed")}
+        if self.router_overrides:
+            out["router_overrides"] = dict(self.router_overrides)
+        return out
 
 
 @dataclass(frozen=True)
@@ -83,6 +131,12 @@ class Grid:
     seq_len: int = 128
     learning_rate: float = 3e-3
     variants: tuple[tuple[str, str, int, int, float], ...] = ()  # (size, router, E, K, R) extra runs for the (F, B) law
+    # second (third, ...) seeds: every (size, router, E) of seed_runs (top-1, R = 0.5) again with each of
+    # extra_seeds (run ids end in -s1, ...), so comparisons have a seed spread beside them
+    seed_runs: tuple[tuple[str, str, int], ...] = ()
+    extra_seeds: tuple[int, ...] = ()
+    extra_runs: tuple[RunSpec, ...] = ()  # any further runs (ablations: per-run router settings)
+    folder: str | None = None  # records folder under data/runs/ (default: the grid's name)
 
     def runs(self) -> list[RunSpec]:
         out = []
@@ -91,6 +145,8 @@ class Grid:
             for router in self.routers:
                 out.extend(RunSpec(size, router, e) for e in self.experts if e > 1)
         out.extend(RunSpec(s, r, e, k, rf) for s, r, e, k, rf in self.variants)
+        out.extend(RunSpec(s, r, e, seed=seed) for seed in self.extra_seeds for s, r, e in self.seed_runs)
+        out.extend(self.extra_runs)
         return out
 
     def train_config(self, seed: int = 0) -> TrainConfig:
@@ -99,12 +155,52 @@ class Grid:
 
 
 ROUTED = ("sbase", "rlr", "hash")
+V2_SIZES = ("110k-L4", "200k-L4", "440k-L4")
+ABLATION_TOKENS = 8_388_608  # 2048 steps of 32 x 128, v1's budget, so the init ablation pairs with cpu-v1's records
+# RL-R settings tried at two sizes and E in {16, 64}: the default (router lr x10, balance 0.01, entropy
+# 0.01), a 10x stronger balance term (v1's RL-R dropped 56-69 % of tokens at 400k E = 64: collapsed
+# routing), and the stronger balance with a slower router (x3: a router that moves less per step
+# collapses less)
+RLR_SETTINGS: tuple[tuple[tuple[str, Any], ...], ...] = (
+    (), (("rlr_balance_coef", 0.1),), (("rlr_balance_coef", 0.1), ("rlr_router_lr_mult", 3.0)))
+SBASE_GATE_ABLATION = ("softmax", "sigmoid", "st")
+
+
+def _ablation(name: str, runs: Iterable[RunSpec]) -> Grid:
+    """A paired-comparison grid of ``runs`` at ABLATION_TOKENS, recorded in data/runs/ablations/."""
+    return Grid(name, (), (), (), tokens=ABLATION_TOKENS, extra_runs=tuple(runs), folder="ablations")
+
+
+ABLATIONS: dict[str, Grid] = {
+    # the same two runs as cpu-v1's 100k E = 64 records, trained with the fixed initialisation
+    "ablate-init": _ablation("ablate-init", [RunSpec("100k", r, 64) for r in ("sbase", "hash")]),
+    # one routed FFN (2 layers, the last) vs two (4 layers, layers 2 and 4) at similar N, dense beside each
+    "ablate-depth": _ablation("ablate-depth", [RunSpec(s, "dense", 1) for s in ("100k", "110k-L4")] + [
+        RunSpec(s, r, e) for s in ("100k", "110k-L4") for r in ("sbase", "hash") for e in (16, 64)]),
+    # S-BASE's gate at E = 64 (softmax is the default: its run id has no suffix)
+    "ablate-gate": _ablation("ablate-gate", [RunSpec("110k-L4", "sbase", 64, router_overrides=(
+        () if g == "softmax" else (("sbase_gate", g),))) for g in SBASE_GATE_ABLATION]),
+    "ablate-rlr": _ablation("ablate-rlr", [RunSpec(s, "dense", 1) for s in ("110k-L4", "200k-L4")] + [
+        RunSpec(s, "rlr", e, router_overrides=o) for o in RLR_SETTINGS for s in ("110k-L4", "200k-L4")
+        for e in (16, 64)]),
+}
+
 GRIDS: dict[str, Grid] = {
     "smoke": Grid("smoke", ("100k",), (1, 4), ROUTED, tokens=131_072, batch_size=16,
                   variants=(("100k", "sbase", 4, 2, 0.5),)),
-    "cpu": Grid("cpu", ("100k", "200k", "400k"), (1, 4, 16, 64), ROUTED, tokens=8_388_608,
-                variants=(("200k", "sbase", 16, 2, 0.5), ("200k", "sbase", 16, 1, 1.0),
-                          ("200k", "hash", 16, 1, 1.0))),
+    # v2: 4-layer rungs (two routed FFNs at R = 0.5), 16,777,216 tokens per run (4096 steps of 32 x 128,
+    # twice v1), the (F, B) variants at 200k-L4 S-BASE E = 16 (R = 0.25: one routed FFN of 4, R = 1, K = 2),
+    # and seed 1 for dense and E = 16 of every router at the smallest and the largest rung
+    "cpu": Grid("cpu", V2_SIZES, (1, 4, 16, 64), ROUTED, tokens=16_777_216,
+                variants=(("200k-L4", "sbase", 16, 1, 0.25), ("200k-L4", "sbase", 16, 1, 1.0),
+                          ("200k-L4", "sbase", 16, 2, 0.5)),
+                seed_runs=tuple((s, r, e) for s in (V2_SIZES[0], V2_SIZES[-1])
+                                for r, e in (("dense", 1), ("sbase", 16), ("rlr", 16), ("hash", 16))),
+                extra_seeds=(1,)),
+    # v1 (frozen; its records are in data/runs/cpu-v1/, see LEGACY_FOLDERS): 2-layer rungs, 8.4M tokens
+    "cpu-v1": Grid("cpu-v1", ("100k", "200k", "400k"), (1, 4, 16, 64), ROUTED, tokens=8_388_608,
+                   variants=(("200k", "sbase", 16, 2, 0.5), ("200k", "sbase", 16, 1, 1.0),
+                             ("200k", "hash", 16, 1, 1.0))),
     # one size, E = 16, every router: does each router beat dense at one budget?
     "routers": Grid("routers", ("100k",), (16,), ROUTED, tokens=8_388_608),
     # sized by `routing-laws sweep --grid gpu --plan` to fit 8 minutes of one H200 (see routing_laws.plan)
@@ -112,7 +208,12 @@ GRIDS: dict[str, Grid] = {
     "gpu": Grid("gpu", ("1.6M", "3M", "6M"), (1, 4, 16, 64, 256), ROUTED,
                 tokens=153 * 256 * 512, batch_size=256, seq_len=512, learning_rate=2e-3,
                 variants=(("3M", "sbase", 64, 2, 0.5), ("3M", "sbase", 64, 1, 1.0))),
+    **ABLATIONS,
 }
+# folders of frozen records made by earlier code (record_version 1, the initialisation that counted an
+# expert's fan-in as E * D): read for the book as they are, never trained into
+LEGACY_FOLDERS: dict[str, tuple[int, ...]] = {"cpu-v1": (1,), "routers": (1,)}
+FROZEN_FOLDERS = ("cpu-v1",)  # no sweep writes here (the v1 grid's records, kept as they were)
 
 SUMMARY_FIELDS = ("run_id", "status", "technique", "size", "N", "E", "K", "R", "P", "F", "B", "tokens", "loss",
                   "tokens_per_s", "wall_s", "dropped_frac", "reason")
@@ -150,8 +251,9 @@ def select(runs: list[RunSpec], only: Iterable[str] | None = None, shard: tuple[
 
 
 def runs_dir(grid: str, root: Path | None = None) -> Path:
-    """The records folder of a grid: ``data/runs/<grid>`` (or ``root/<grid>``)."""
-    return (root or io_utils.repo_root() / "data" / "runs") / grid
+    """The records folder of a grid: ``data/runs/<folder>``, the grid's ``folder`` or else its name (or under ``root``)."""
+    g = GRIDS.get(grid)
+    return (root or io_utils.repo_root() / "data" / "runs") / (g.folder if g is not None and g.folder else grid)
 
 
 # ----------------------------------------------------------------------------- records
@@ -171,7 +273,7 @@ def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def validate_record(rec: Any, stem: str) -> dict:
+def validate_record(rec: Any, stem: str, legacy_versions: tuple[int, ...] = ()) -> dict:
     """Check that ``rec`` is a run record for the file ``<stem>.json``; return it or raise ``RecordError``.
 
     Schema: a JSON object with ``run_id`` (== ``stem``, a safe id), ``status`` in {finished, failed} and
@@ -179,7 +281,9 @@ def validate_record(rec: Any, stem: str) -> dict:
     A failed record adds ``reason`` (text). A finished record adds ``record_version``, a valid ``model``
     config matching the spec, ``final_val_loss`` (finite), ``tokens`` (int > 0), ``accounting`` (N, P, F
     ints > 0, B number), ``curve`` (list of {tokens, val_loss} with finite losses), ``wall_s`` (finite)
-    and ``tokens_per_s`` (finite or null).
+    and ``tokens_per_s`` (finite or null). ``spec.router_overrides`` (optional object) is part of the run id
+    and must match the model's router. ``legacy_versions``: further record versions accepted (the frozen
+    records of ``LEGACY_FOLDERS``, read through ``read_records``).
     """
     def bad(problem: str) -> RecordError:
         return RecordError(f"{stem}.json: {problem}")
@@ -201,13 +305,18 @@ def validate_record(rec: Any, stem: str) -> dict:
         ok = isinstance(spec[k], str) if t is str else _is_int(spec[k]) if t is int else _is_num(spec[k])
         if not ok:
             raise bad(f"spec.{k} = {spec[k]!r} is not a {t.__name__}")
-    if run_id(**{k: spec[k] for k in keys}) != rid:
-        raise bad(f"spec {run_id(**{k: spec[k] for k in keys})!r} does not match the run id")
+    overrides = spec.get("router_overrides", {})
+    try:
+        want = run_id(**{k: spec[k] for k in keys}, router_overrides=overrides)
+    except ValidationError as e:
+        raise bad(f"spec.router_overrides: {e}") from None
+    if want != rid:
+        raise bad(f"spec {want!r} does not match the run id")
     if rec["status"] == "failed":
         if not isinstance(rec.get("reason"), str):
             raise bad("a failed record needs a text 'reason'")
         return rec
-    if rec.get("record_version") != train_lib.RECORD_VERSION:
+    if rec.get("record_version") != train_lib.RECORD_VERSION and rec.get("record_version") not in legacy_versions:
         raise bad(f"record_version {rec.get('record_version')!r} is not {train_lib.RECORD_VERSION}")
     try:
         model = model_from_dict(rec["model"])
@@ -215,7 +324,8 @@ def validate_record(rec: Any, stem: str) -> dict:
         raise bad(f"model config is invalid: {e}") from None
     r = model.router
     if (r.kind, r.n_experts, r.top_k) != (spec["router"], spec["experts"], spec["top_k"]) or (
-            r.routed and not math.isclose(r.routing_frequency, spec["routing_frequency"])):
+            r.routed and not math.isclose(r.routing_frequency, spec["routing_frequency"])) or any(
+            getattr(r, k) != v for k, v in dict(overrides).items()):
         raise bad("model config does not match the spec")
     if not _is_num(rec.get("final_val_loss")):
         raise bad(f"final_val_loss {rec.get('final_val_loss')!r} is not a finite number")
@@ -234,8 +344,10 @@ def validate_record(rec: Any, stem: str) -> dict:
     return rec
 
 
-def load_run_record(path: str | Path) -> dict:
-    """Read and validate one run record (strict UTF-8, strict JSON: no NaN; ``validate_record``)."""
+def load_run_record(path: str | Path, legacy_versions: tuple[int, ...] | None = None) -> dict:
+    """Read and validate one run record (strict UTF-8, strict JSON: no NaN; ``validate_record``); the
+    record versions accepted besides the current one are ``legacy_versions``, by default those of
+    ``LEGACY_FOLDERS`` for the file's folder (none elsewhere)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -249,7 +361,9 @@ def load_run_record(path: str | Path) -> dict:
         rec = json.loads(text, parse_constant=_strict_constant)
     except ValueError as e:
         raise RecordError(f"{path.name}: not valid JSON ({e})") from None
-    return validate_record(rec, path.stem)
+    if legacy_versions is None:
+        legacy_versions = LEGACY_FOLDERS.get(path.parent.name, ())
+    return validate_record(rec, path.stem, legacy_versions)
 
 
 def read_records(folder: Path) -> tuple[list[dict], list[str]]:
@@ -264,11 +378,12 @@ def read_records(folder: Path) -> tuple[list[dict], list[str]]:
 
 
 def record_status(path: Path) -> str:
-    """``missing``, ``finished``, ``failed``, or ``invalid`` for the record file at ``path``."""
+    """``missing``, ``finished``, ``failed``, or ``invalid`` for the record file at ``path`` (as a sweep
+    sees it: a legacy record version is ``invalid``, so the current code trains the run again)."""
     if not path.exists():
         return "missing"
     try:
-        return load_run_record(path)["status"]
+        return load_run_record(path, legacy_versions=())["status"]
     except RecordError:
         return "invalid"
 
@@ -371,12 +486,11 @@ def check_clean_tree(allow_dirty: bool) -> bool:
 def _train_one(grid: Grid, spec: RunSpec, dataset, out: Path, progress: bool, mesh, dirty: bool) -> dict:
     """Train one run and return its record: finished, or failed with the reason (the grid goes on)."""
     t0 = time.perf_counter()
-    base = {"run_id": spec.run_id, "spec": dict(spec.__dict__), "grid": grid.name}
+    base = {"run_id": spec.run_id, "spec": spec.to_json(), "grid": grid.name}
     if dirty:
         base["dirty_tree"] = True
     try:
-        router = RouterConfig(kind=spec.router, n_experts=spec.experts, top_k=spec.top_k,
-                              routing_frequency=spec.routing_frequency)
+        router = spec.router_config()
         mcfg = model_config(spec.size, vocab_size=dataset.vocab_size, seq_len=grid.seq_len, router=router)
         rec = train_lib.train(mcfg, grid.train_config(spec.seed), dataset, run_dir=out / ".checkpoints" / spec.run_id,
                               progress=progress, name=spec.run_id, mesh=mesh)
@@ -422,6 +536,8 @@ def run_sweep(grid: str | Grid, *, only: Iterable[str] | None = None, shard: tup
         raise ValidationError("grid", f"must be a grid name or a Grid, got {type(grid).__name__}",
                               "choose one of: " + ", ".join(GRIDS))
     out = check_output_path("--out", Path(out_dir) if out_dir is not None else runs_dir(g.name), is_dir=True)
+    if out.name in FROZEN_FOLDERS:
+        raise ValidationError("--out", f"{out} holds frozen records of earlier code", "write to another folder")
     todo = select(g.runs(), only, shard)
     dirty = check_clean_tree(allow_dirty)
     try:
