@@ -22,7 +22,7 @@ book: $(STAMP)
 
 test: $(STAMP)
 	ROUTING_LAWS_PROFILE=smoke $(VENV)/bin/routing-laws book --profile smoke
-	ROUTING_LAWS_BOOK_BUILT=1 $(PY) -m pytest -m "not slow" tests
+	ROUTING_LAWS_BOOK_BUILT=1 $(PY) -m pytest -m "not slow" --durations=25 tests
 	cd book/executed && ROUTING_LAWS_PROFILE=smoke ../../$(PY) -m pytest --nbval-lax -p no:cacheprovider \
 		--nbval-sanitize-with ../../tests/sanitize.cfg $$(ls *.ipynb | grep -v '\.failed\.ipynb$$')
 

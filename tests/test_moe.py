@@ -100,18 +100,6 @@ def test_metrics_count_load_drops_and_kept_gates():
         moe.routing_metrics(idx, kept, gate, 4, {"router_entropy": 0.5})
 
 
-def test_mean_routing_metrics_averages_layers_and_stacks_loads():
-    a = {"load_E": jnp.asarray([1.0, 0.0]), "dropped_frac": jnp.float32(0.5), "mean_gate": jnp.float32(1.0)}
-    b = {"load_E": jnp.asarray([0.5, 0.5]), "dropped_frac": jnp.float32(0.0), "mean_gate": jnp.float32(0.5)}
-    m = moe.mean_routing_metrics([a, b])
-    np.testing.assert_allclose(np.asarray(m["load_LE"]), [[1, 0], [0.5, 0.5]])
-    assert float(m["dropped_frac"]) == 0.25 and float(m["mean_gate"]) == 0.75
-    with pytest.raises(ValidationError, match="per_layer"):
-        moe.mean_routing_metrics([])
-    with pytest.raises(ValidationError, match="different"):
-        moe.mean_routing_metrics([a, {"load_E": a["load_E"]}])
-
-
 def _model_cfg(kind, E=4, K=1, cf=2.0):
     return ModelConfig(vocab_size=50, d_model=D, n_layers=2, n_heads=1, head_dim=8, seq_len=16,
                        router=RouterConfig(kind=kind, n_experts=E, top_k=K, capacity_factor=cf))

@@ -2,13 +2,18 @@
 
 Modules, one job each (import them by name; the package itself re-exports nothing):
 
-- ``config`` validated configs, size ladder, profiles; ``errors`` error types and input checks;
-  ``io_utils`` atomic writes and provenance.
+- ``config`` validated configs and the size ladder; ``errors`` error types and input checks (numbers,
+  choices, output paths); ``io_utils`` atomic writes, strict JSON, the project root and provenance.
 - ``data`` corpus to token batches and the BPE tokenizer; ``corpus`` builds the composite corpus from
   registry packages (download, unpack, extract via ``corpus_sources``); ``corpus_text`` the pure text
   stage (dedup, sections, stratified train/validation split, JSON lines) that ``corpus`` and ``data`` share.
-- ``routers`` / ``moe`` routing and the routed FFN; ``model`` Haiku LM and accounting; ``train`` the optax
-  loop, run records, checkpoints; ``sweep`` grids of runs; ``bench`` throughput benchmarks.
+- ``routers`` routing decisions (S-BASE, RL-R, HASH) and the S-BASE balance study; ``moe`` the routed
+  FFN (capacity, dispatch/combine, expert matmuls, grouped all-to-all) and its metrics; ``mesh`` the
+  mesh-axis names and checks (a leaf); ``parallel`` meshes, sharding and multi-host start-up;
+  ``lm_head`` the tied output layer; ``model`` the Haiku LM and its parameter/FLOP accounting.
+- ``train`` the optax loop (plan, compiled steps, evaluation, divergence, record); ``checkpoint`` the
+  no-pickle checkpoint format; ``sweep`` grids of runs, validated records, runs.csv; ``plan`` what runs
+  cost before they run (grid plans, step memory); ``bench`` throughput benchmarks.
 - ``laws`` the scaling laws (Eq. 1 with E-hat, Eq. 2, EPC, N_cutoff), their fit results and fitters;
   ``fitting`` the numerical engine under them (Huber objective, batched Gauss-Newton, bootstrap).
   Pure numpy/scipy, no JAX.

@@ -64,10 +64,11 @@ class RouterConfig:
     eval_capacity_factor: float | None = None
     # G: the batch's tokens are split into G equal contiguous groups, each with its own capacity and queues
     # (1 = one global queue). Expert-parallel meshes use all-to-all dispatch when G is a multiple of the
-    # device count (see routing_laws.dispatch); routing itself is always over the whole batch.
+    # device count (see routing_laws.moe); routing itself is always over the whole batch.
     dispatch_groups: int = 1
     # S-BASE
-    sinkhorn_iters: int = 100  # fixed log-space sweeps (jit-friendly; temperature annealed over the first half)
+    sinkhorn_iters: int = 100  # at most this many log-space sweeps, annealed over min(half, 10); training stops
+    # once every expert's share is within routers.SINKHORN_TOL of 1/E
     sinkhorn_temperature: float = 0.05  # relative to the standardised logits (see routers.standardize_logits)
     sbase_balanced_eval: bool = False  # False: plain argmax at evaluation (causal); True: balance eval batch too
     # the weight of the chosen expert's output (routers.sbase_route), the router's only gradient path:

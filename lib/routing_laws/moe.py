@@ -31,8 +31,8 @@ set by ``parallel.shard_training``), each device fills the [E, C, D] buffers of 
 the results. Traffic per device is O(cf * local tokens * D) instead of the O(all tokens * D) of the
 gather that XLA's partitioner emits for the global queue. Both forms compute the same numbers.
 
-Routing metrics (``RoutingAux.metrics``, one dict per routed layer; ``mean_routing_metrics`` averages
-the layers), every value a float32 scalar except ``load_E``:
+Routing metrics (``RoutingAux.metrics``, one dict per routed layer; ``train`` stacks
+or averages them over layers into every training-curve point), every value a float32 scalar except ``load_E``:
 - ``load_E`` [E]: share of token-slots sent to each expert, before dropping;
 - ``max_over_mean_load``: max over experts of that load divided by the mean load 1/E (1 = balanced);
 - ``dropped_frac``: share of token-slots over capacity (dropped);
@@ -47,7 +47,7 @@ the layers), every value a float32 scalar except ``load_E``:
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import haiku as hk
 import jax
@@ -248,19 +248,6 @@ def routing_metrics(expert_idx_TK, kept_TK, gate_TK, n_experts: int, router_metr
         "router_entropy": jnp.asarray(router_metrics["router_entropy"], jnp.float32),
         "argmax_agreement": jnp.asarray(router_metrics["argmax_agreement"], jnp.float32),
     }
-
-
-def mean_routing_metrics(per_layer: Sequence[dict]) -> dict:
-    """The routed layers' metrics together: every scalar averaged over layers, ``load_E`` stacked to ``load_LE``."""
-    if not per_layer:
-        raise ValidationError("per_layer", "no routed layers to summarise", "call it only for a routed model")
-    keys = set(per_layer[0])
-    if any(set(m) != keys for m in per_layer):
-        raise ValidationError("per_layer", "routed layers report different metric keys")
-    out = {"load_LE": jnp.stack([m["load_E"] for m in per_layer])}
-    for k in sorted(keys - {"load_E"}):
-        out[k] = jnp.mean(jnp.stack([jnp.asarray(m[k], jnp.float32) for m in per_layer]))
-    return out
 
 
 # ---------------------------------------------------------------------------------------- the blocks

@@ -41,8 +41,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _plan(grid: sweep.Grid, corpus: str | None) -> str:
+    """The grid's plan: measured on this machine's accelerator; for the gpu grid on a CPU-only machine
+    from the committed H200 anchors; for the CPU grids measured on this CPU (``plan.cpu_plan``)."""
     backend = jax.default_backend()
-    if backend == "cpu":
+    if backend == "cpu" and grid.name != "gpu":
+        rows, source = plan.cpu_plan(grid, data_lib.get_dataset(corpus))
+    elif backend == "cpu":
         source = (f"no accelerator (JAX backend cpu): measured H200 throughputs of a plain-JAX peer from "
                   f"{plan.ANCHORS_FILE.relative_to(plan.ANCHORS_FILE.parents[2])} (../shared/research/gpu-anchors.md), "
                   f"compile time assumed, not measured")
