@@ -97,3 +97,26 @@ def test_cli_bench_train_writes_json(tmp_path, capsys):
     assert [r["router"] for r in data["rows"]] == ["dense", "hash"] and "commit" in data["provenance"]
     assert "tokens/s" in capsys.readouterr().out
     assert main(["bench", "train", "--sizes", "nope", "--out", str(out)]) == 2
+
+
+def test_train_table_reads_every_recorded_train_result(tmp_path):
+    import json
+
+    good = {"kind": "train", "matmul_ceiling": {"gflops": 100.0},
+            "rows": [{"size": "100k", "router": "dense", "n_experts": 1, "tokens_per_s": 8000.0, "vs_dense": 1.0,
+                      "gflops": 12.0},
+                     {"size": "100k", "router": "sbase", "n_experts": 16, "tokens_per_s": 7000.0, "vs_dense": 0.875,
+                      "gflops": 11.0, "sinkhorn_share": 0.02}]}
+    (tmp_path / "train-cpu-20260101.json").write_text(json.dumps(good))
+    (tmp_path / "train-cpu-broken.json").write_text("{not json")
+    (tmp_path / "layer-cpu-sbase-20260101.json").write_text(json.dumps({"kind": "layer", "rows": []}))
+    t = bench.train_table(tmp_path)
+    assert [(r["router"], r["E"]) for r in t.rows] == [("dense", 1), ("sbase", 16)]
+    assert t.rows[1]["Sinkhorn %"] == 2.0 and t.rows[0]["Sinkhorn %"] is None
+    assert "0.88" in t.text() and "<table" in t._repr_html_()
+    with pytest.raises(ValidationError, match="folder"):
+        bench.train_table(tmp_path / "missing")
+
+
+def test_train_table_reads_the_committed_results():
+    assert bench.train_table().rows, "data/bench holds at least one bench train result"

@@ -20,9 +20,11 @@ C capacity, B batch (sequences), S sequence length.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
+from pathlib import Path
 from typing import Callable, Sequence
 
 import jax
@@ -35,7 +37,8 @@ from routing_laws import moe, routers
 from routing_laws import train as train_lib
 from routing_laws.config import ROUTERS, SIZES, RouterConfig, TrainConfig, model_config
 from routing_laws.errors import ValidationError, check_choice, check_float, check_int
-from routing_laws.io_utils import provenance
+from routing_laws.io_utils import provenance, repo_root
+from routing_laws.tables import Table
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -312,3 +315,33 @@ def format_train_table(result: dict) -> str:
         lines.append(f"| {r['size']} | {r['router']} | {r['n_experts']} | {r['tokens_per_s']:.0f} | {r['step_ms']:.1f} | "
                      f"{r['compile_s']:.1f} | {r['gflops']:.1f} | {vs} | {sk} |")
     return "\n".join(lines)
+
+
+def train_table(folder: str | Path | None = None) -> Table:
+    """Every recorded ``bench train`` result in ``folder`` (default data/bench) as one table: a row per
+    (file, size, router, E; the file's date shown) with tokens/s, the ratio to the same file's dense step, GFLOP/s beside that
+    call's measured fp32 matmul ceiling, and S-BASE's Sinkhorn share of the step. Unreadable files and
+    other kinds of result are skipped (chapter 7 shows this table)."""
+    folder = Path(folder) if folder is not None else repo_root() / "data" / "bench"
+    if not folder.is_dir():
+        raise ValidationError("folder", f"{folder} is not a folder", "pass the data/bench folder")
+    rows = []
+    for path in sorted(folder.glob("train-*.json")):
+        try:
+            result = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if not isinstance(result, dict) or result.get("kind") != "train":
+            continue
+        ceiling = (result.get("matmul_ceiling") or {}).get("gflops")
+        for r in result.get("rows", []):
+            share = r.get("sinkhorn_share")
+            rows.append({"file": path.name, "date": path.stem.rsplit("-", 1)[-1], "size": r.get("size"), "router": r.get("router"), "E": r.get("n_experts"),
+                         "tokens/s": r.get("tokens_per_s"), "vs dense": r.get("vs_dense"),
+                         "GFLOP/s": r.get("gflops"), "matmul ceiling": ceiling,
+                         "Sinkhorn %": 100 * share if isinstance(share, (int, float)) else None})
+    return Table(rows, ["date", "size", "router", "E", "tokens/s", "vs dense", "GFLOP/s", "matmul ceiling",
+                        "Sinkhorn %"],
+                 formats={"tokens/s": ",.0f", "vs dense": ".2f", "GFLOP/s": ".1f", "matmul ceiling": ".0f",
+                          "Sinkhorn %": ".1f"},
+                 title="Full training step (forward, backward, AdamW), recorded by routing-laws bench train")
