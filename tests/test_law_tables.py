@@ -54,3 +54,15 @@ def test_validation():
     with pytest.raises(ValidationError):
         law_tables.coefficient_table({"x": 1})
 
+
+
+def test_coefficient_table_can_show_some_columns():
+    from routing_laws import paper
+
+    t3 = paper.table3()
+    t = law_tables.coefficient_table(t3, columns=["dense slope", "N_cutoff"])
+    assert list(t.columns) == ["router", "dense slope", "N_cutoff"] and len(t.rows) == len(t3)
+    with pytest.raises(ValidationError, match="columns"):
+        law_tables.coefficient_table(t3, columns=["slope"])
+    with pytest.raises(ValidationError, match="columns"):
+        law_tables.coefficient_table(t3, columns="a")

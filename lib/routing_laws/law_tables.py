@@ -51,13 +51,22 @@ def iso_loss_rows(law: RoutedLaw, losses: Iterable[float], E_values: Iterable[fl
     return out
 
 
-def coefficient_table(laws_by_router, title: str = "") -> Table:
-    """One row per router: a, b, c, d, E_start, E_max, the dense slope and N_cutoff = 10^(-b/c)."""
+def coefficient_table(laws_by_router, title: str = "", columns: Sequence[str] | None = None) -> Table:
+    """One row per router: a, b, c, d, E_start, E_max, the dense slope and N_cutoff = 10^(-b/c);
+    ``columns`` picks some of them (``router`` always first), e.g. when another table shows the rest."""
     rows = [{"router": r, **law.as_dict(), "dense slope": laws.dense_slope(law), "N_cutoff": laws.cutoff_params(law)}
             for r, law in laws.check_laws(laws_by_router).items()]
     fmts = {"a": ".4f", "b": ".4f", "c": ".5f", "d": ".4f", "e_start": ".4g", "e_max": ".5g",
             "dense slope": ".4f", "N_cutoff": "si"}
-    return Table(rows, ["router", *laws.LAW_PARAMS, "dense slope", "N_cutoff"], fmts, title)
+    every = [*laws.LAW_PARAMS, "dense slope", "N_cutoff"]
+    if columns is not None:
+        if isinstance(columns, str) or not all(isinstance(c, str) for c in columns):
+            raise ValidationError("columns", f"must be a list of column names, got {columns!r}")
+        unknown = [c for c in columns if c not in every]
+        if unknown:
+            raise ValidationError("columns", f"unknown {unknown}", "choose from: " + ", ".join(every))
+        every = [c for c in columns if c != "router"]
+    return Table(rows, ["router", *every], fmts, title)
 
 
 def cutoff_rows(rounded, unrounded, reported: Mapping[str, float]) -> list[dict]:
