@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: tqdm.auto warns in kernels without ipywidgets
 
 from routing_laws import checkpoint
 from routing_laws import data as data_lib
