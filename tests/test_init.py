@@ -46,11 +46,17 @@ def intended_std(name: str, cfg: ModelConfig) -> float | None:
 
 def _params(cfg: ModelConfig):
     tokens = jnp.zeros((2, cfg.seq_len), jnp.int32)
-    return model.build(cfg).init(jax.random.PRNGKey(0), tokens, is_training=False)
+    # jitted: one compile is ~3x faster than haiku's op-by-op init at E = 64 (same values)
+    return jax.jit(lambda key, x: model.build(cfg).init(key, x, is_training=False))(jax.random.PRNGKey(0), tokens)
 
 
-@pytest.mark.parametrize("kind,E", [("dense", 1), ("sbase", 1), ("sbase", 4), ("sbase", 64), ("hash", 64), ("rlr", 4)])
-@pytest.mark.parametrize("H", [1, 2, 4])
+# every router and E at H = 2, and H = 1 and 4 for dense and for the largest E (H moves only the
+# attention weights, E only the experts: this covers both axes without the full product)
+CASES = [(k, E, 2) for k, E in [("dense", 1), ("sbase", 1), ("sbase", 4), ("sbase", 64), ("hash", 64), ("rlr", 4)]]
+CASES += [("dense", 1, 1), ("dense", 1, 4), ("sbase", 64, 1), ("sbase", 64, 4)]
+
+
+@pytest.mark.parametrize("kind,E,H", CASES)
 def test_every_parameter_std_matches_its_contraction(kind, E, H):
     cfg = _cfg(kind, E, H)
     flat = jax.tree_util.tree_flatten_with_path(_params(cfg))[0]
