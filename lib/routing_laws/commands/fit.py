@@ -25,7 +25,7 @@ import numpy as np
 
 from routing_laws import laws, paper
 from routing_laws.errors import RoutingLawsError, ValidationError, check_int, check_output_path
-from routing_laws.io_utils import atomic_write_json
+from routing_laws.io_utils import atomic_write_json, nonfinite_to_null
 
 HELP = "fit the routed scaling law (Eq. 1) to a CSV of runs, or to the paper's raw runs ('clark')"
 N_ALIASES = ("N", "n_params", "dense_params", "dense_parameter_count", "non_embedding_params")
@@ -274,5 +274,6 @@ def run(args) -> int:
         doc = {"source": args.path, "results": results, "not_fitted": skipped}
         if is_clark:
             doc["published_runs_file"] = not checksum  # sha256 equal to paper.RUNS_SHA256
-        atomic_write_json(json_out, doc)
+        # no bootstrap (or a failed one) leaves NaN interval ends: null in strict JSON, not NaN
+        atomic_write_json(json_out, nonfinite_to_null(doc)[0])
     return 0
