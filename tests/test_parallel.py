@@ -64,6 +64,21 @@ def _child(out_path: str, routers: tuple[str, ...], meshes: tuple[str, ...], ext
     if not extras:
         Path(out_path).write_text(json.dumps(out))
         return
+    # two runs of one shape on one mesh (other seed and learning rate) compile the sharded steps once
+    import collections
+
+    compiles: collections.Counter = collections.Counter()
+
+    def listener(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles[kw.get("fun_name", "?")] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    cfg = tiny_model("hash", 8, d_model=24, head_dim=12)  # a shape no other part of the child compiles
+    losses = [train_lib.train(cfg, tcfg.replace(seed=s, learning_rate=lr), data, progress=False,
+                              mesh=mesh_of["2x4"])["final_val_loss"] for s, lr in ((0, 1e-2), (3, 3e-3))]
+    jax.monitoring.unregister_event_duration_listener(listener)
+    out["mesh_compiles"] = {"counts": dict(compiles), "losses": losses}
     # shardings of placed parameters and Adam moments (the same helper train() uses)
     cfg = tiny_model("sbase", 8)
     net = train_lib.model_lib.build(cfg)
@@ -209,6 +224,13 @@ def test_checkpoint_moves_between_meshes(child):
     assert ck["part_steps"] == 3 and ck["resumed_from"] == 3 and ck["status"] == "finished"
     np.testing.assert_allclose(ck["train"], ref["train"], rtol=RTOL)
     np.testing.assert_allclose(ck["val"], ref["val"], rtol=RTOL)
+
+
+def test_runs_of_one_shape_on_a_mesh_compile_the_sharded_step_once(child):
+    got = child["mesh_compiles"]
+    assert got["losses"][0] != got["losses"][1]  # really two different runs
+    counts = got["counts"]
+    assert counts.get("jit(train_step)") == 1 and counts.get("jit(eval_step)") == 1, counts
 
 
 def test_bad_mesh_shapes_are_clear(child):

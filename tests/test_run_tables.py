@@ -126,3 +126,81 @@ def test_our_runs_prefers_v2_and_falls_back_to_v1_with_a_caveat(tmp_path):
     assert v2.grid == "cpu" and v2.caveat == "" and len(v2.finished) == 1 and not v2.sweep.ok
     with pytest.raises(ValidationError, match="root"):
         run_tables.our_runs(tmp_path / "nothing-here")
+
+
+# ------------------------------------------------------------------ ablations
+def _rec(run_id, loss, drop=0.0, status="finished", dirty=False):
+    r = {"run_id": run_id, "status": status, "final_val_loss": loss, "train_curve": [{"dropped_frac": drop}]}
+    if dirty:
+        r["dirty_tree"] = True
+    return r
+
+
+def _by(rows, comparison, case, measure=None):
+    got = [r for r in rows if r["comparison"] == comparison and r["case"] == case
+           and (measure is None or r["measure"] == run_tables.ABLATION_MEASURES[measure])]
+    assert len(got) == 1, got
+    return got[0]
+
+
+def test_ablation_rows_compute_each_effect_and_leave_missing_runs_pending():
+    from routing_laws.sweep import run_id
+    new = [_rec(run_id("100k", "dense", 1), 4.30), _rec(run_id("100k", "hash", 64), 4.00),
+           _rec(run_id("100k", "sbase", 16), 4.20), _rec(run_id("110k-L4", "dense", 1), 4.25),
+           _rec(run_id("110k-L4", "sbase", 16), 4.05),
+           _rec(run_id("110k-L4", "sbase", 64), 4.10),
+           _rec(run_id("110k-L4", "sbase", 64, router_overrides=(("sbase_gate", "sigmoid"),)), 4.04),
+           _rec(run_id("110k-L4", "sbase", 64, router_overrides=(("sbase_gate", "st"),)), 4.5, dirty=True)]
+    old = [_rec(run_id("100k", "dense", 1), 4.40), _rec(run_id("100k", "hash", 64), 4.20)]
+    rows = run_tables.ablation_rows(new, old)
+    init_loss = _by(rows, "init", "HASH E=64, 100k (2 layers)", "loss")
+    assert init_loss["effect (nats)"] == pytest.approx(4.00 - 4.20) and init_loss["status"] == "done"
+    init_gain = _by(rows, "init", "HASH E=64, 100k (2 layers)", "gain")
+    assert init_gain["baseline value"] == pytest.approx(-0.20) and init_gain["variant value"] == pytest.approx(-0.30)
+    assert init_gain["effect (nats)"] == pytest.approx(-0.10)
+    depth = _by(rows, "depth", "S-BASE E=16")
+    assert depth["effect (nats)"] == pytest.approx((4.05 - 4.25) - (4.20 - 4.30))
+    assert _by(rows, "depth", "S-BASE E=64")["status"] == "pending"  # no 100k S-BASE E=64 record
+    assert _by(rows, "init", "S-BASE E=64, 100k (2 layers)", "loss")["effect (nats)"] is None
+    gates = [r for r in rows if r["comparison"] == "gate"]
+    assert [r["variant"] for r in gates] == ["sigmoid gate", "st gate"]
+    assert gates[0]["effect (nats)"] == pytest.approx(4.04 - 4.10)
+    assert gates[1]["status"] == "pending"  # a dirty record never counts
+    assert {r["comparison"] for r in rows} == {"init", "depth", "gate", "rlr"}
+    assert len(run_tables.ablation_table(new, old).rows) == len(rows)
+
+
+def test_ablation_rows_reject_what_is_not_a_list_of_records():
+    with pytest.raises(ValidationError, match="records"):
+        run_tables.ablation_rows("data/runs/ablations")
+    with pytest.raises(ValidationError, match="v1_records"):
+        run_tables.ablation_rows([], [3])
+
+
+def test_rlr_choice_follows_the_rule_fixed_before_the_runs():
+    from routing_laws.sweep import RLR_SETTINGS, run_id
+    dense = {"110k-L4": 4.3, "200k-L4": 4.1}
+    recs = [_rec(run_id(s, "dense", 1), v) for s, v in dense.items()]
+    # default: lowest loss but one run drops 8 % at the end -> disqualified; bal0.1: qualifies;
+    # bal0.1-lr3: qualifies with a higher mean loss
+    plan = {RLR_SETTINGS[0]: (-0.2, 0.08), RLR_SETTINGS[1]: (-0.1, 0.01), RLR_SETTINGS[2]: (-0.05, 0.01)}
+    for over, (delta, drop) in plan.items():
+        for s in dense:
+            for E in (16, 64):
+                d = drop if (s, E) == ("200k-L4", 64) or over != RLR_SETTINGS[0] else 0.0
+                recs.append(_rec(run_id(s, "rlr", E, router_overrides=over), dense[s] + delta, drop=d))
+    setting, rows = run_tables.rlr_choice(recs)
+    assert setting == "bal0.1"
+    assert [r["qualifies"] for r in rows] == [False, True, True]
+    # one run missing: no decision yet
+    setting, rows = run_tables.rlr_choice(recs[:-1])
+    assert setting is None and rows[2]["missing"] == 1
+    # a run above dense disqualifies its setting
+    worse = [dict(r, final_val_loss=5.0) if r["run_id"] == run_id("110k-L4", "rlr", 16, router_overrides=RLR_SETTINGS[1])
+             else r for r in recs]
+    assert run_tables.rlr_choice(worse)[0] == "bal0.1-lr3"
+
+
+def test_rlr_choice_rejects_a_folder_name():
+    with pytest.raises(ValidationError, match="records"):
+        run_tables.rlr_choice("data/runs/ablations")

@@ -26,3 +26,10 @@ def test_si_refuses_what_is_not_a_number_and_tables_use_it():
                      {"N": "si", "cut": "si"})
     assert t.text().splitlines()[-1].split() == ["15M", "inf", "n/a", "-inf"]
 
+
+
+def test_table_markdown_has_a_row_per_row_and_escapes_pipes():
+    t = tables.Table([{"a": 1.23456, "b": "x|y"}, {"a": None, "b": "z"}], ["a", "b"], {"a": ".2f"}, "T")
+    md = t.markdown().splitlines()
+    assert md[:2] == ["**T**", ""]
+    assert md[2:] == ["| a | b |", "|---|---|", "| 1.23 | x\\|y |", "|  | z |"]

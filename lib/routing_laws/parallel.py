@@ -25,6 +25,7 @@ from data every process computes alike (batches are a pure function of (seed, st
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Callable, Mapping
 
@@ -163,17 +164,30 @@ def shard_training(mesh: Mesh, model_cfg: ModelConfig, batch_size: int, params, 
     """
     check_fits(mesh, model_cfg, batch_size)
     p_sh, o_sh = param_shardings(params, mesh), param_shardings(opt_state, mesh)
-    rep, b_sh = replicated(mesh), batch_sharding(mesh)
-    train_step, eval_step = traced_on(mesh, train_step), traced_on(mesh, eval_step)
-    step = jax.jit(train_step, in_shardings=(p_sh, o_sh, b_sh, rep), out_shardings=(p_sh, o_sh, rep))
-    evals = jax.jit(eval_step, in_shardings=(p_sh, b_sh), out_shardings=rep)
+    p_leaves, p_def = jax.tree_util.tree_flatten(p_sh)
+    o_leaves, o_def = jax.tree_util.tree_flatten(o_sh)
+    step, evals = _sharded_jits(mesh, train_step, eval_step, p_def, tuple(p_leaves), o_def, tuple(o_leaves))
     return put(params, p_sh), put(opt_state, o_sh), step, evals, lambda b: put_batch(b, mesh)
+
+
+@functools.lru_cache(maxsize=16)
+def _sharded_jits(mesh: Mesh, train_step: Callable, eval_step: Callable, p_def, p_leaves: tuple, o_def,
+                  o_leaves: tuple) -> tuple[Callable, Callable]:
+    """The jitted, sharded (train, eval) steps, cached on the mesh, the step functions and the shardings:
+    runs of one shape on one mesh (``train.step_functions`` returns the same functions for them) reuse one
+    compilation instead of building fresh jits per run."""
+    p_sh, o_sh = jax.tree_util.tree_unflatten(p_def, p_leaves), jax.tree_util.tree_unflatten(o_def, o_leaves)
+    rep, b_sh = replicated(mesh), batch_sharding(mesh)
+    step = jax.jit(traced_on(mesh, train_step), in_shardings=(p_sh, o_sh, b_sh, rep), out_shardings=(p_sh, o_sh, rep))
+    evals = jax.jit(traced_on(mesh, eval_step), in_shardings=(p_sh, b_sh), out_shardings=rep)
+    return step, evals
 
 
 def traced_on(mesh: Mesh, fn: Callable) -> Callable:
     """``fn`` traced with ``mesh`` as the expert-parallel mesh, so routed layers may use all-to-all dispatch."""
     check_mesh(mesh)
 
+    @functools.wraps(fn)  # keeps the step's name (compile logs, compile counts)
     def wrapped(*args):
         with expert_parallel(mesh):
             return fn(*args)

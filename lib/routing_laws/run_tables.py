@@ -235,3 +235,123 @@ def our_runs(root: Path | None = None) -> OurRuns:
         return OurRuns(grid, folder, tuple(recs), tuple(problems), caveat, read_sweep((grid,), root=base))
     return OurRuns("cpu-v1", base / "cpu-v1", (), (), V1_CAVEAT + " (none found either)",
                    read_sweep(("cpu-v1",), root=base))
+
+
+# ------------------------------------------------------------------ the ablations behind the v2 design
+ABLATION_MEASURES = {"loss": "validation loss", "gain": "loss - dense of the same size"}
+
+
+def _clean_finished(records: Iterable[Mapping], what: str) -> dict[str, Mapping]:
+    """run_id -> record, of the finished records not made from a dirty tree (``what`` names the argument)."""
+    if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, Iterable):
+        raise ValidationError(what, f"must be a list of run records, got {type(records).__name__}",
+                              "use sweep.read_records(folder)[0]")
+    out = {}
+    for r in records:
+        if not isinstance(r, Mapping):
+            raise ValidationError(what, f"every record must be a dict, got {type(r).__name__}",
+                                  "use sweep.read_records(folder)[0]")
+        if r.get("status") == "finished" and not r.get("dirty_tree") and isinstance(r.get("run_id"), str):
+            out[r["run_id"]] = r
+    return out
+
+
+def _final_losses(records: Iterable[Mapping], what: str) -> dict[str, float]:
+    """run_id -> final validation loss of ``_clean_finished(records, what)``."""
+    return {k: float(r["final_val_loss"]) for k, r in _clean_finished(records, what).items()}
+
+
+def _effect_row(comparison: str, case: str, measure: str, base: str, variant: str,
+                base_value: float | None, variant_value: float | None) -> dict:
+    done = base_value is not None and variant_value is not None
+    return {"comparison": comparison, "case": case, "measure": ABLATION_MEASURES[measure], "baseline": base,
+            "variant": variant, "baseline value": base_value, "variant value": variant_value,
+            "effect (nats)": variant_value - base_value if done else None, "status": "done" if done else "pending"}
+
+
+def ablation_rows(records: Iterable[Mapping], v1_records: Iterable[Mapping] = ()) -> list[dict]:
+    """One row per paired comparison of the ``ablate-*`` grids (``sweep.ABLATIONS``), effect = variant -
+    baseline in nats (negative: the variant's loss is lower, or its gain over dense larger):
+
+    * init: fixed initialisation (``records``) vs the v1 record of the same run id (``v1_records``),
+      on the loss and on the gain over the dense run of the same initialisation;
+    * depth: the gain over dense of two routed FFNs (110k-L4) vs one (100k, the last FFN), per router and E;
+      also the HASH - S-BASE gap at each depth (variant 4 layers, baseline 2 layers);
+    * gate: each S-BASE gate vs the default softmax gate (110k-L4, E = 64);
+    * rlr: each RL-R setting vs the default, per size and E, on the gain over dense.
+
+    A row whose runs are not all recorded has status 'pending' and no effect.
+    """
+    new, old = _final_losses(records, "records"), _final_losses(v1_records, "v1_records")
+    rid = sweep.run_id
+
+    def gain(losses: dict, size: str, router: str, E: int, **over) -> float | None:
+        a, d = losses.get(rid(size, router, E, **over)), losses.get(rid(size, "dense", 1))
+        return None if a is None or d is None else a - d
+
+    rows = [_effect_row("init", "dense, 100k (2 layers; q/k/v init)", "loss", "v1 init", "fixed init",
+                        old.get(rid("100k", "dense", 1)), new.get(rid("100k", "dense", 1)))]
+    for router in ("sbase", "hash"):
+        r_id, lab = rid("100k", router, 64), f"{ROUTER_LABELS[router]} E=64, 100k (2 layers)"
+        rows.append(_effect_row("init", lab, "loss", "v1 init", "fixed init", old.get(r_id), new.get(r_id)))
+        rows.append(_effect_row("init", lab, "gain", "v1 init", "fixed init", gain(old, "100k", router, 64),
+                                gain(new, "100k", router, 64)))
+    for router in ("sbase", "hash"):
+        for E in (16, 64):
+            rows.append(_effect_row("depth", f"{ROUTER_LABELS[router]} E={E}", "gain", "1 routed FFN (100k, 2 layers)",
+                                    "2 routed FFNs (110k-L4)", gain(new, "100k", router, E),
+                                    gain(new, "110k-L4", router, E)))
+    for E in (16, 64):
+        gaps = []
+        for size in ("100k", "110k-L4"):
+            h, s = new.get(rid(size, "hash", E)), new.get(rid(size, "sbase", E))
+            gaps.append(None if h is None or s is None else h - s)
+        row = _effect_row("depth", f"HASH - S-BASE at E={E}", "loss", "1 routed FFN (100k, 2 layers)",
+                          "2 routed FFNs (110k-L4)", *gaps)
+        rows.append(row)
+    base_gate = new.get(rid("110k-L4", "sbase", 64))
+    for g in sweep.SBASE_GATE_ABLATION[1:]:
+        rows.append(_effect_row("gate", "S-BASE E=64, 110k-L4", "loss", "softmax gate", f"{g} gate", base_gate,
+                                new.get(rid("110k-L4", "sbase", 64, router_overrides=(("sbase_gate", g),)))))
+    for over in sweep.RLR_SETTINGS[1:]:
+        name = sweep.override_suffix(over).lstrip("-")
+        for size in ("110k-L4", "200k-L4"):
+            for E in (16, 64):
+                rows.append(_effect_row("rlr", f"RL-R E={E}, {size}", "gain", "default", name,
+                                        gain(new, size, "rlr", E), gain(new, size, "rlr", E, router_overrides=over)))
+    return rows
+
+
+def ablation_table(records: Iterable[Mapping], v1_records: Iterable[Mapping] = (), title: str = "") -> Table:
+    """``ablation_rows`` as a Table (losses and effects in nats, 4 decimals)."""
+    cols = ["comparison", "case", "measure", "baseline", "variant", "baseline value", "variant value",
+            "effect (nats)", "status"]
+    return Table(ablation_rows(records, v1_records), cols, {c: ".4f" for c in cols[5:8]}, title)
+
+
+def rlr_choice(records: Iterable[Mapping]) -> tuple[str | None, list[dict]]:
+    """The RL-R setting the v2 grid uses, by the rule fixed before the runs (data/runs/ablations/README.md):
+    among the settings of ``sweep.RLR_SETTINGS`` whose every run (110k-L4 and 200k-L4, E = 16 and 64) ends
+    with training drops under 5 % (last logged window) and a final loss below dense of its size, the lowest
+    mean loss. Returns (setting name, or None while no setting qualifies or runs are missing; a row per setting)."""
+    recs = _clean_finished(records, "records")
+    rows = []
+    for over in sweep.RLR_SETTINGS:
+        name = sweep.override_suffix(over).lstrip("-") or "default"
+        losses, ok, missing = [], True, 0
+        for size in ("110k-L4", "200k-L4"):
+            dense = recs.get(sweep.run_id(size, "dense", 1))
+            for E in (16, 64):
+                r = recs.get(sweep.run_id(size, "rlr", E, router_overrides=over))
+                if r is None or dense is None:
+                    missing += 1
+                    continue
+                drop = ((r.get("train_curve") or [{}])[-1]).get("dropped_frac")
+                losses.append(r["final_val_loss"])
+                ok &= drop is not None and drop < 0.05 and r["final_val_loss"] < dense["final_val_loss"]
+        rows.append({"setting": name, "runs": len(losses), "missing": missing, "qualifies": ok and not missing,
+                     "mean loss": float(np.mean(losses)) if losses else None})
+    done = [r for r in rows if r["qualifies"]]
+    if any(r["missing"] for r in rows) or not done:
+        return None, rows
+    return min(done, key=lambda r: r["mean loss"])["setting"], rows

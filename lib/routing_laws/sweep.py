@@ -56,7 +56,7 @@ OVERRIDE_CODES = {"sbase_gate": "g", "rlr_router_lr_mult": "lr", "rlr_balance_co
                   "rlr_entropy_coef": "ent"}
 
 
-def _override_suffix(overrides: Any) -> str:
+def override_suffix(overrides: Any) -> str:
     """``-gsigmoid-lr3`` style suffix of per-run router settings (sorted by name; empty without any)."""
     if not isinstance(overrides, (dict, tuple, list)):
         raise ValidationError("router_overrides", f"must be a mapping of router settings, got {overrides!r}")
@@ -75,7 +75,7 @@ def run_id(size: str, router: str, experts: int, top_k: int = 1, routing_frequen
            router_overrides: Any = ()) -> str:
     """The identity and file stem of a run, e.g. ``100k-sbase-E16-K1-R0.5-s0`` (used by sweeps and ``train``);
     per-run router settings add a suffix (``110k-L4-sbase-E64-K1-R0.5-s0-gsigmoid``)."""
-    return f"{size}-{router}-E{experts}-K{top_k}-R{routing_frequency:g}-s{seed}" + _override_suffix(router_overrides)
+    return f"{size}-{router}-E{experts}-K{top_k}-R{routing_frequency:g}-s{seed}" + override_suffix(router_overrides)
 
 
 def is_safe_run_id(text: Any) -> bool:
@@ -97,7 +97,7 @@ class RunSpec:
     router_overrides: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        _override_suffix(self.router_overrides)  # validates names and values
+        override_suffix(self.router_overrides)  # validates names and values
         object.__setattr__(self, "router_overrides", tuple(sorted(dict(self.router_overrides).items())))
 
     @property

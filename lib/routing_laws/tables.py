@@ -47,6 +47,14 @@ class Table:
 
     __str__ = text
 
+    def markdown(self) -> str:
+        """The table as GitHub markdown (README files and closing notes); '|' inside a cell is escaped."""
+        esc = lambda t: t.replace("|", "\\|")
+        lines = ([f"**{esc(self.title)}**", ""] if self.title else [])
+        lines += ["| " + " | ".join(esc(c) for c in self.columns) + " |", "|" + "---|" * len(self.columns)]
+        lines += ["| " + " | ".join(esc(self.cell(r, c)) for c in self.columns) + " |" for r in self.rows]
+        return "\n".join(lines)
+
     def __repr__(self) -> str:
         return self.text()
 
