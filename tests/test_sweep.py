@@ -130,3 +130,14 @@ def test_comparison_and_curve_rows_from_records():
     assert len(curves) == 8 and {"run": "dense", "tokens": 50, "loss": 5.3} in curves
     with pytest.raises(ValidationError, match="records"):
         sweep.comparison_rows("data/runs/routers")
+
+
+def test_summary_rows_name_per_run_router_settings():
+    rows = sweep.summary_rows([
+        {"run_id": "a", "status": "failed", "reason": "x",
+         "spec": {"router": "sbase", "router_overrides": {"sbase_gate": "sigmoid"}}},
+        {"run_id": "b", "status": "failed", "reason": "x",
+         "spec": {"router": "rlr", "router_overrides": {"rlr_router_lr_mult": 3.0, "rlr_balance_coef": 0.1}}},
+        {"run_id": "c", "status": "failed", "reason": "x", "spec": {"router": "hash"}}])
+    assert [r["overrides"] for r in rows] == ["gsigmoid", "bal0.1-lr3", ""]
+    assert "overrides" in sweep.SUMMARY_FIELDS

@@ -215,7 +215,7 @@ GRIDS: dict[str, Grid] = {
 LEGACY_FOLDERS: dict[str, tuple[int, ...]] = {"cpu-v1": (1,), "routers": (1,)}
 FROZEN_FOLDERS = ("cpu-v1",)  # no sweep writes here (the v1 grid's records, kept as they were)
 
-SUMMARY_FIELDS = ("run_id", "status", "technique", "size", "N", "E", "K", "R", "P", "F", "B", "tokens", "loss",
+SUMMARY_FIELDS = ("run_id", "status", "technique", "size", "N", "E", "K", "R", "overrides", "P", "F", "B", "tokens", "loss",
                   "tokens_per_s", "wall_s", "dropped_frac", "reason")
 
 
@@ -408,7 +408,9 @@ def summary_rows(records: list[dict]) -> list[dict]:
         spec = r.get("spec", {})
         row = {"run_id": r.get("run_id"), "status": "dirty" if r.get("dirty_tree") else r.get("status"),
                "technique": spec.get("router"), "size": spec.get("size"), "E": spec.get("experts"), "K": spec.get("top_k"),
-               "R": spec.get("routing_frequency"), "reason": r.get("reason", "")}
+               "R": spec.get("routing_frequency"), "reason": r.get("reason", ""),
+               # per-run router settings as in the run id ('gsigmoid', 'bal0.1-lr3'); empty for the defaults
+               "overrides": override_suffix(spec.get("router_overrides") or {}).lstrip("-")}
         if r.get("status") == "finished":  # dirty ones too: numbers shown, status 'dirty' keeps them out of fits
             a = r["accounting"]
             row.update(N=a["N"], P=a["P"], F=a["F"], B=a["B"], tokens=r["tokens"], loss=r["final_val_loss"],
