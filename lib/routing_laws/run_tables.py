@@ -238,7 +238,7 @@ def our_runs(root: Path | None = None) -> OurRuns:
 
 
 # ------------------------------------------------------------------ the ablations behind the v2 design
-ABLATION_MEASURES = {"loss": "validation loss", "gain": "loss - dense of the same size"}
+ABLATION_MEASURES = {"loss": "loss", "gain": "loss - dense"}  # dense: the dense run of the same size
 
 
 def _clean_finished(records: Iterable[Mapping], what: str) -> dict[str, Mapping]:
@@ -264,8 +264,8 @@ def _final_losses(records: Iterable[Mapping], what: str) -> dict[str, float]:
 def _effect_row(comparison: str, case: str, measure: str, base: str, variant: str,
                 base_value: float | None, variant_value: float | None) -> dict:
     done = base_value is not None and variant_value is not None
-    return {"comparison": comparison, "case": case, "measure": ABLATION_MEASURES[measure], "baseline": base,
-            "variant": variant, "baseline value": base_value, "variant value": variant_value,
+    return {"comparison": comparison, "case": f"{case}: {ABLATION_MEASURES[measure]}", "measure": measure,
+            "baseline": base, "variant": variant, "baseline value": base_value, "variant value": variant_value,
             "effect (nats)": variant_value - base_value if done else None, "status": "done" if done else "pending"}
 
 
@@ -289,44 +289,43 @@ def ablation_rows(records: Iterable[Mapping], v1_records: Iterable[Mapping] = ()
         a, d = losses.get(rid(size, router, E, **over)), losses.get(rid(size, "dense", 1))
         return None if a is None or d is None else a - d
 
-    rows = [_effect_row("init", "dense, 100k (2 layers; q/k/v init)", "loss", "v1 init", "fixed init",
+    rows = [_effect_row("init", "dense 100k", "loss", "v1 init", "fixed init",
                         old.get(rid("100k", "dense", 1)), new.get(rid("100k", "dense", 1)))]
     for router in ("sbase", "hash"):
-        r_id, lab = rid("100k", router, 64), f"{ROUTER_LABELS[router]} E=64, 100k (2 layers)"
+        r_id, lab = rid("100k", router, 64), f"{ROUTER_LABELS[router]} E=64 100k"
         rows.append(_effect_row("init", lab, "loss", "v1 init", "fixed init", old.get(r_id), new.get(r_id)))
         rows.append(_effect_row("init", lab, "gain", "v1 init", "fixed init", gain(old, "100k", router, 64),
                                 gain(new, "100k", router, 64)))
     for router in ("sbase", "hash"):
         for E in (16, 64):
-            rows.append(_effect_row("depth", f"{ROUTER_LABELS[router]} E={E}", "gain", "1 routed FFN (100k, 2 layers)",
-                                    "2 routed FFNs (110k-L4)", gain(new, "100k", router, E),
+            rows.append(_effect_row("depth", f"{ROUTER_LABELS[router]} E={E}", "gain", "1 routed (100k)",
+                                    "2 routed (110k-L4)", gain(new, "100k", router, E),
                                     gain(new, "110k-L4", router, E)))
     for E in (16, 64):
         gaps = []
         for size in ("100k", "110k-L4"):
             h, s = new.get(rid(size, "hash", E)), new.get(rid(size, "sbase", E))
             gaps.append(None if h is None or s is None else h - s)
-        row = _effect_row("depth", f"HASH - S-BASE at E={E}", "loss", "1 routed FFN (100k, 2 layers)",
-                          "2 routed FFNs (110k-L4)", *gaps)
+        row = _effect_row("depth", f"HASH - S-BASE E={E}", "loss", "1 routed (100k)",
+                          "2 routed (110k-L4)", *gaps)
         rows.append(row)
     base_gate = new.get(rid("110k-L4", "sbase", 64))
     for g in sweep.SBASE_GATE_ABLATION[1:]:
-        rows.append(_effect_row("gate", "S-BASE E=64, 110k-L4", "loss", "softmax gate", f"{g} gate", base_gate,
+        rows.append(_effect_row("gate", "S-BASE E=64 110k-L4", "loss", "softmax", g, base_gate,
                                 new.get(rid("110k-L4", "sbase", 64, router_overrides=(("sbase_gate", g),)))))
     for over in sweep.RLR_SETTINGS[1:]:
         name = sweep.override_suffix(over).lstrip("-")
         for size in ("110k-L4", "200k-L4"):
             for E in (16, 64):
-                rows.append(_effect_row("rlr", f"RL-R E={E}, {size}", "gain", "default", name,
+                rows.append(_effect_row("rlr", f"RL-R E={E} {size}", "gain", "default", name,
                                         gain(new, size, "rlr", E), gain(new, size, "rlr", E, router_overrides=over)))
     return rows
 
 
 def ablation_table(records: Iterable[Mapping], v1_records: Iterable[Mapping] = (), title: str = "") -> Table:
-    """``ablation_rows`` as a Table (losses and effects in nats, 4 decimals)."""
-    cols = ["comparison", "case", "measure", "baseline", "variant", "baseline value", "variant value",
-            "effect (nats)", "status"]
-    return Table(ablation_rows(records, v1_records), cols, {c: ".4f" for c in cols[5:8]}, title)
+    """``ablation_rows`` as a Table (losses and effects in nats, 4 decimals; a pending row's effect is blank)."""
+    cols = ["comparison", "case", "baseline", "variant", "baseline value", "variant value", "effect (nats)"]
+    return Table(ablation_rows(records, v1_records), cols, {c: ".4f" for c in cols[4:]}, title)
 
 
 def rlr_choice(records: Iterable[Mapping]) -> tuple[str | None, list[dict]]:
