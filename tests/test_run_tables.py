@@ -14,8 +14,9 @@ LAW = laws.RoutedLaw(-0.082, -0.108, 0.009, 1.104, 1.847, 314.478)
 
 def _write_runs(path, rows):
     path.parent.mkdir(parents=True, exist_ok=True)
+    extra = [c for c in ("F", "B") if any(c in r for r in rows)]
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["run_id", "status", "technique", "size", "N", "E", "K", "R", "loss"])
+        w = csv.DictWriter(f, fieldnames=["run_id", "status", "technique", "size", "N", "E", "K", "R", *extra, "loss"])
         w.writeheader()
         w.writerows(rows)
 
@@ -40,6 +41,33 @@ def test_read_sweep_fits_a_synthetic_grid(tmp_path):
     assert fits["S-BASE"].law.b + fits["S-BASE"].law.c * 6 == pytest.approx(LAW.b + LAW.c * 6, abs=0.01)
     t = law_tables.extrapolation_table(sw.tables)
     assert t.rows[0]["RMSE held-out"] < 0.005
+
+
+def test_read_sweep_gives_eq2_every_run_of_a_router_variants_included(tmp_path):
+    fb = laws.FBLaw(-0.06, -0.05, 0.004, 0.95)
+    rng = np.random.default_rng(3)
+    rows = []
+    for n in (1e5, 2e5, 4e5):
+        F = 4.0 * n
+        for tech, e, k, R in [("dense", 1, 1, 0.5), ("sbase", 4, 1, 0.5), ("sbase", 16, 1, 0.5), ("sbase", 64, 1, 0.5),
+                              ("sbase", 16, 2, 0.5), ("sbase", 16, 1, 1.0)]:
+            FF = F * (1.25 if k == 2 else 1.0)
+            B = 0.42 * (1 + (e - 1) * R * 0.3)
+            loss = float(laws.predict_fb_loss(FF, B, fb)) * (1 + 1e-4 * rng.normal())
+            rows.append({"run_id": f"{tech}{n}{e}{k}{R}", "status": "finished", "technique": tech, "size": "x",
+                         "N": n, "E": e, "K": k, "R": R, "F": FF, "B": B, "loss": loss})
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    sw = run_tables.read_sweep(("cpu",), root=tmp_path)
+    assert set(sw.fb_tables) == {"S-BASE"}  # no HASH or RL-R runs: dense alone is not a table
+    F, B, L = sw.fb_tables["S-BASE"]
+    assert F.size == 18 and np.isin(F, [4.0 * n * 1.25 for n in (1e5, 2e5, 4e5)]).sum() == 3  # K = 2 included
+    assert sw.tables["S-BASE"][0].size == 12  # Eq. 1 keeps top-1, R = 0.5
+    fit = laws.fit_fb_law(F, B, L)
+    assert (fit.law.a, fit.law.b) == (pytest.approx(fb.a, abs=2e-3), pytest.approx(fb.b, abs=2e-2))
+    # a runs.csv without F and B (cpu-v1's has them; older ones need not): no Eq. 2 tables, Eq. 1 still fits
+    _write_runs(tmp_path / "old" / "runs.csv", [{k: v for k, v in r.items() if k not in ("F", "B")} for r in rows])
+    old = run_tables.read_sweep(("old",), root=tmp_path)
+    assert old.ok and old.fb_tables == {}
 
 
 def test_read_sweep_says_what_to_run(tmp_path):
@@ -204,3 +232,54 @@ def test_rlr_choice_follows_the_rule_fixed_before_the_runs():
 def test_rlr_choice_rejects_a_folder_name():
     with pytest.raises(ValidationError, match="records"):
         run_tables.rlr_choice("data/runs/ablations")
+
+
+def _seeded(size, router, E, seed, loss, **over):
+    from routing_laws.sweep import RunSpec
+    spec = RunSpec(size, router, E, seed=seed, router_overrides=tuple(over.items()))
+    return {**_rec(spec.run_id, loss), "spec": spec.to_json()}
+
+
+def test_seed_spread_rows_pair_runs_that_differ_only_in_seed():
+    recs = [_seeded("110k-L4", "dense", 1, 0, 4.30), _seeded("110k-L4", "dense", 1, 1, 4.34),
+            _seeded("110k-L4", "sbase", 16, 0, 4.10), _seeded("110k-L4", "sbase", 16, 1, 4.11),
+            _seeded("110k-L4", "sbase", 16, 2, 4.15),
+            _seeded("110k-L4", "rlr", 16, 0, 4.2), _seeded("110k-L4", "rlr", 16, 1, 4.0, rlr_balance_coef=0.1),
+            _seeded("440k-L4", "hash", 16, 0, 3.9)]
+    rows = run_tables.seed_spread_rows(recs)
+    # RL-R's two runs have different settings (not seeds of one run); HASH has one seed
+    assert [(r["router"], r["seeds"]) for r in rows] == [("dense", 2), ("S-BASE", 3)]
+    dn, sb = rows
+    assert sb["range"] == pytest.approx(0.05) and sb["mean"] == pytest.approx((4.10 + 4.11 + 4.15) / 3)
+    assert sb["std"] == pytest.approx(np.std([4.10, 4.11, 4.15], ddof=1))
+    assert dn["losses"] == "4.3000 / 4.3400" and dn["range"] == pytest.approx(0.04)
+    assert len(run_tables.seed_spread_table(recs).rows) == 2
+    # a dirty seed never counts
+    recs[1]["dirty_tree"] = True
+    assert [r["router"] for r in run_tables.seed_spread_rows(recs)] == ["S-BASE"]
+
+
+def test_seed_noise_vs_fit_puts_the_residual_beside_the_seed_std():
+    rng = np.random.default_rng(0)
+    N = np.repeat([1e5, 2e5, 4e5], 4)
+    E = np.tile([1, 4, 16, 64], 3).astype(float)
+    loss = np.asarray(laws.predict_loss(N, E, LAW)) + 0.01 * rng.normal(size=N.size)
+    fit = laws.fit_routed_law(N, E, loss)
+    recs = [_seeded("110k-L4", "dense", 1, 0, 4.30), _seeded("110k-L4", "dense", 1, 1, 4.34),
+            _seeded("110k-L4", "sbase", 16, 0, 4.10), _seeded("110k-L4", "sbase", 16, 1, 4.12),
+            _seeded("110k-L4", "hash", 16, 0, 4.0), _seeded("110k-L4", "hash", 16, 1, 4.5)]
+    (row,) = run_tables.seed_noise_vs_fit(recs, {"S-BASE": (N, E, loss)}, {"S-BASE": fit})
+    resid = loss - laws.predict_loss(N, E, fit.law)
+    assert row["residual rms (nats)"] == pytest.approx(np.sqrt(np.mean(resid ** 2)))
+    # pooled over S-BASE's and dense's seed pairs, not HASH's
+    pooled = np.sqrt(np.mean([np.var([4.30, 4.34], ddof=1), np.var([4.10, 4.12], ddof=1)]))
+    assert row["runs with 2+ seeds"] == 2 and row["seed std (nats)"] == pytest.approx(pooled)
+    assert row["residual / seed std"] == pytest.approx(row["residual rms (nats)"] / pooled)
+    (none,) = run_tables.seed_noise_vs_fit(recs[4:5], {"S-BASE": (N, E, loss)}, {"S-BASE": fit})
+    assert none["seed std (nats)"] is None and none["residual / seed std"] is None
+    with pytest.raises(ValidationError, match="tables"):
+        run_tables.seed_noise_vs_fit(recs, {}, {"S-BASE": fit})
+    with pytest.raises(ValidationError, match="fits"):
+        run_tables.seed_noise_vs_fit(recs, {"S-BASE": (N, E, loss)}, {"S-BASE": 3})
+    with pytest.raises(ValidationError, match="records"):
+        run_tables.seed_spread_rows("data/runs/cpu")

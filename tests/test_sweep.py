@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 
 import pytest
@@ -60,6 +61,19 @@ def test_ablation_grids_pair_what_they_compare():
     # the same run in two comparisons is one record
     ids = [r.run_id for g in abl.values() for r in g.runs()]
     assert "100k-sbase-E64-K1-R0.5-s0" in ids and ids.count("100k-sbase-E64-K1-R0.5-s0") == 2
+
+
+def test_grid_router_settings_reach_every_run_of_that_router_and_its_id():
+    base = sweep.Grid("g", ("100k",), (1, 16), ("sbase", "rlr"), tokens=4096, seed_runs=(("100k", "rlr", 16),),
+                      extra_seeds=(1,), variants=(("100k", "rlr", 16, 1, 1.0),))
+    setting = (("rlr_balance_coef", 0.1),)
+    g = dataclasses.replace(base, router_settings=(("rlr", setting),))
+    rlr = [r for r in g.runs() if r.router == "rlr"]
+    assert len(rlr) == 3 and all(r.router_overrides == setting and r.run_id.endswith("-bal0.1") for r in rlr)
+    assert all(r.router_config().rlr_balance_coef == 0.1 for r in rlr)
+    others = [r for r in g.runs() if r.router != "rlr"]
+    assert others == [r for r in base.runs() if r.router != "rlr"]  # dense and S-BASE untouched
+    assert [r.run_id for r in base.runs() if r.router == "rlr"] == [r.run_id.removesuffix("-bal0.1") for r in rlr]
 
 
 def test_select_and_shard_partition_the_grid():

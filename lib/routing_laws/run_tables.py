@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from routing_laws import laws, paper, sweep
-from routing_laws.config import ROUTER_LABELS
+from routing_laws.config import ROUTER_LABELS, SIZES
 from routing_laws.errors import ValidationError
 from routing_laws.io_utils import repo_root
 from routing_laws.tables import Table, si
@@ -107,6 +107,10 @@ class SweepRuns:
     tables: dict  # router -> (N, E, loss) arrays
     message: str
     runs: tuple = ()  # every finished top-1, R = 0.5 run: {technique, N, E, loss} (fitted or not)
+    # router -> (F, B, loss) for Eq. 2: dense and every finished run of the router, K and R variants
+    # included (F forward FLOPs per token, B = P / F, P with embeddings: data/runs/cpu/README.md says why);
+    # only routers with >= FB_MIN_RUNS such runs
+    fb_tables: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -122,6 +126,22 @@ def _fit_ready(N: np.ndarray, E: np.ndarray) -> str:
         return (f"{len(set(zip(N.tolist(), E.tolist())))} distinct (N, E) cells incl. dense "
                 "(need >= 8: 6 parameters + 2 for bootstrap intervals)")
     return ""
+
+
+FB_MIN_RUNS = 6  # Eq. 2 has 4 parameters; 2 spare runs for the bootstrap
+
+
+def _fb_tables(finished: list[dict]) -> dict:
+    """router -> (F, B, loss) arrays of dense plus every run of the router (any K, R), from runs.csv rows."""
+    if not finished or not all(r.get("F") not in (None, "") and r.get("B") not in (None, "") for r in finished):
+        return {}
+    dense = [r for r in finished if r["technique"] == "dense"]
+    out = {}
+    for tech, router in SWEEP_TECHNIQUE.items():
+        sel = dense + [r for r in finished if r["technique"] == tech]
+        if len(sel) >= FB_MIN_RUNS and len({r["B"] for r in sel}) >= 2 and len({r["F"] for r in sel}) >= 2:
+            out[router] = tuple(np.array([float(r[c]) for r in sel]) for c in ("F", "B", "loss"))
+    return out
 
 
 def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | None = None) -> SweepRuns:
@@ -156,7 +176,7 @@ def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | N
             msg = f"{shown}: {len(fin)} finished, {failed} failed runs" + (f"; not fitted: {'; '.join(why)}" if why else "")
             runs = tuple({"technique": ROUTER_LABELS.get(r["technique"], r["technique"]), "N": float(r["N"]),
                           "E": int(float(r["E"])), "loss": float(r["loss"])} for r in main)
-            return SweepRuns(path, len(fin), failed, tables, msg, runs)
+            return SweepRuns(path, len(fin), failed, tables, msg, runs, _fb_tables(fin))
         notes.append(f"{shown}: {len(fin)} finished, {failed} failed runs, not enough to fit ({'; '.join(why)})")
     return SweepRuns(base, 0, 0, {}, "no sweep with enough runs: " + " | ".join(notes)
                      + ". Run `routing-laws sweep --grid cpu` (41 runs of 16.8M tokens, resumable; `--plan` prints the estimated "
@@ -354,3 +374,79 @@ def rlr_choice(records: Iterable[Mapping]) -> tuple[str | None, list[dict]]:
     if any(r["missing"] for r in rows) or not done:
         return None, rows
     return min(done, key=lambda r: r["mean loss"])["setting"], rows
+
+
+# ------------------------------------------------------------------ seed spreads beside the comparisons
+def seed_groups(records: Iterable[Mapping]) -> dict[tuple, dict[int, float]]:
+    """(size, router, E, K, R, overrides) -> {seed: final loss} over the clean finished records: the runs
+    that differ only in their seed (initialisation, data order, RL-R's sampling)."""
+    groups: dict[tuple, dict[int, float]] = {}
+    for r in _clean_finished(records, "records").values():
+        s = r.get("spec") or {}
+        try:
+            key = (str(s["size"]), str(s["router"]), int(s["experts"]), int(s.get("top_k", 1)),
+                   float(s.get("routing_frequency", 0.5)), sweep.override_suffix(s.get("router_overrides") or {}))
+            groups.setdefault(key, {})[int(s.get("seed", 0))] = float(r["final_val_loss"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValidationError("records", f"record {r.get('run_id')!r} has no usable spec ({e})",
+                                  "use sweep.read_records(folder)[0]") from None
+    return groups
+
+
+def seed_spread_rows(records: Iterable[Mapping]) -> list[dict]:
+    """A row per run trained with >= 2 seeds: its losses, their mean and range (max - min, nats) and the
+    sample standard deviation (nats). The range is what a comparison of two single-seed runs can move by."""
+    rows = []
+    order = {s: i for i, s in enumerate(SIZES)}
+    routers = {r: i for i, r in enumerate(ROUTER_LABELS)}  # dense first
+    for (size, router, E, K, R, over), by_seed in sorted(seed_groups(records).items(), key=lambda kv: (
+            order.get(kv[0][0], len(order)), kv[0][0], routers.get(kv[0][1], len(routers)), *kv[0][1:])):
+        if len(by_seed) < 2:
+            continue
+        v = np.array([by_seed[k] for k in sorted(by_seed)])
+        rows.append({"size": size, "router": ROUTER_LABELS.get(router, router), "E": E, "K": K, "R": R,
+                     "overrides": over.lstrip("-"), "seeds": len(v),
+                     "losses": " / ".join(f"{x:.4f}" for x in v), "mean": float(v.mean()),
+                     "range": float(v.max() - v.min()), "std": float(v.std(ddof=1))})
+    return rows
+
+
+def seed_spread_table(records: Iterable[Mapping], title: str = "") -> Table:
+    """``seed_spread_rows`` as a Table (nats, 4 decimals)."""
+    cols = ["size", "router", "E", "seeds", "losses", "mean", "range", "std"]
+    return Table(seed_spread_rows(records), cols, {c: ".4f" for c in ("mean", "range", "std")}, title)
+
+
+def seed_noise_vs_fit(records: Iterable[Mapping], tables: Mapping[str, tuple],
+                      fits: Mapping[str, laws.FitResult]) -> list[dict]:
+    """Per fitted router: the law's residual RMS beside the seed noise, both in nats, so a reader sees
+    whether the misfit is larger than what re-running with another seed moves (ratio near 1 or below:
+    the law fits to within seed noise; well above: the law's form misses something).
+
+    ``tables``: router -> (N, E, loss) of the fit (``SweepRuns.tables``); residual = loss - Eq. 1's
+    prediction. Seed std: pooled over every run with >= 2 seeds of that router or of dense (square root
+    of the mean sample variance); None, and no ratio, while no run has two seeds.
+    """
+    if not isinstance(fits, Mapping) or not isinstance(tables, Mapping):
+        raise ValidationError("fits" if not isinstance(fits, Mapping) else "tables",
+                              "must map router -> fit (or -> (N, E, loss))",
+                              "pass {router: laws.fit_routed_law(...)} and SweepRuns.tables")
+    groups = seed_groups(records)
+    out = []
+    for router, fit in fits.items():
+        if not isinstance(fit, laws.FitResult):
+            raise ValidationError(f"fits[{router!r}]", f"must be a laws.FitResult, got {type(fit).__name__}",
+                                  "pass the result of laws.fit_routed_law")
+        if router not in tables:
+            raise ValidationError("tables", f"has no runs of {router!r}, which fits has", "pass SweepRuns.tables")
+        N, E, loss = laws.validate_runs(*tables[router])
+        resid = loss - np.asarray(laws.predict_loss(N, E, fit.law), dtype=float)
+        kind = next((k for k, v in ROUTER_LABELS.items() if v == router), router)
+        variances = [float(np.var(list(v.values()), ddof=1)) for key, v in groups.items()
+                     if key[1] in (kind, "dense") and len(v) >= 2]
+        seed_std = float(np.sqrt(np.mean(variances))) if variances else None
+        rms = float(np.sqrt(np.mean(resid ** 2)))
+        out.append({"router": router, "runs fitted": int(N.size), "residual rms (nats)": rms,
+                    "runs with 2+ seeds": len(variances), "seed std (nats)": seed_std,
+                    "residual / seed std": rms / seed_std if seed_std else None})
+    return out

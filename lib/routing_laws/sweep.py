@@ -25,6 +25,7 @@ in ``runs.csv`` with status ``dirty``, so fits and tables leave them out.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as _dt
 import io
 import json
@@ -137,6 +138,10 @@ class Grid:
     extra_seeds: tuple[int, ...] = ()
     extra_runs: tuple[RunSpec, ...] = ()  # any further runs (ablations: per-run router settings)
     folder: str | None = None  # records folder under data/runs/ (default: the grid's name)
+    # (router, overrides): router settings given to every run of that router the grid makes from sizes,
+    # variants and seed_runs (not extra_runs); their run ids carry the suffix (``-bal0.1``), so a record
+    # says which setting trained it
+    router_settings: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     def runs(self) -> list[RunSpec]:
         out = []
@@ -146,6 +151,9 @@ class Grid:
                 out.extend(RunSpec(size, router, e) for e in self.experts if e > 1)
         out.extend(RunSpec(s, r, e, k, rf) for s, r, e, k, rf in self.variants)
         out.extend(RunSpec(s, r, e, seed=seed) for seed in self.extra_seeds for s, r, e in self.seed_runs)
+        settings = dict(self.router_settings)
+        out = [dataclasses.replace(r, router_overrides=settings[r.router]) if r.router in settings else r
+               for r in out]
         out.extend(self.extra_runs)
         return out
 
