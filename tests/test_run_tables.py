@@ -227,6 +227,14 @@ def test_rlr_choice_follows_the_rule_fixed_before_the_runs():
     worse = [dict(r, final_val_loss=5.0) if r["run_id"] == run_id("110k-L4", "rlr", 16, router_overrides=RLR_SETTINGS[1])
              else r for r in recs]
     assert run_tables.rlr_choice(worse)[0] == "bal0.1-lr3"
+    # nobody passes everywhere: the most passing runs (bal0.1-lr3: 3 of 4 here), then the lowest loss
+    none = [dict(r, final_val_loss=5.0) if r["run_id"] in (
+        run_id("110k-L4", "rlr", 16, router_overrides=RLR_SETTINGS[1]),
+        run_id("110k-L4", "rlr", 64, router_overrides=RLR_SETTINGS[1]),
+        run_id("200k-L4", "rlr", 64, router_overrides=RLR_SETTINGS[2])) else r for r in recs]
+    setting, rows = run_tables.rlr_choice(none)
+    assert [r["passing"] for r in rows] == [3, 2, 3] and not any(r["qualifies"] for r in rows)
+    assert setting == "default"  # 3 passing like bal0.1-lr3, lower mean loss
 
 
 def test_rlr_choice_rejects_a_folder_name():

@@ -350,14 +350,16 @@ def ablation_table(records: Iterable[Mapping], v1_records: Iterable[Mapping] = (
 
 def rlr_choice(records: Iterable[Mapping]) -> tuple[str | None, list[dict]]:
     """The RL-R setting the v2 grid uses, by the rule fixed before the runs (data/runs/ablations/README.md):
-    among the settings of ``sweep.RLR_SETTINGS`` whose every run (110k-L4 and 200k-L4, E = 16 and 64) ends
-    with training drops under 5 % (last logged window) and a final loss below dense of its size, the lowest
-    mean loss. Returns (setting name, or None while no setting qualifies or runs are missing; a row per setting)."""
+    a run passes when it ends with training drops under 5 % (last logged window) and a final loss below
+    dense of its size; among the settings of ``sweep.RLR_SETTINGS`` whose four runs (110k-L4 and 200k-L4,
+    E = 16 and 64) all pass, the lowest mean loss. If no setting passes in all four, the fallback: the
+    most passing runs, then the lowest mean loss (its row says ``qualifies`` False, so the book can say
+    the bar was not met). Returns (setting name, or None while any run is missing; a row per setting)."""
     recs = _clean_finished(records, "records")
     rows = []
     for over in sweep.RLR_SETTINGS:
         name = sweep.override_suffix(over).lstrip("-") or "default"
-        losses, ok, missing = [], True, 0
+        losses, passing, missing = [], 0, 0
         for size in ("110k-L4", "200k-L4"):
             dense = recs.get(sweep.run_id(size, "dense", 1))
             for E in (16, 64):
@@ -367,13 +369,13 @@ def rlr_choice(records: Iterable[Mapping]) -> tuple[str | None, list[dict]]:
                     continue
                 drop = ((r.get("train_curve") or [{}])[-1]).get("dropped_frac")
                 losses.append(r["final_val_loss"])
-                ok &= drop is not None and drop < 0.05 and r["final_val_loss"] < dense["final_val_loss"]
-        rows.append({"setting": name, "runs": len(losses), "missing": missing, "qualifies": ok and not missing,
+                passing += drop is not None and drop < 0.05 and r["final_val_loss"] < dense["final_val_loss"]
+        rows.append({"setting": name, "runs": len(losses), "missing": missing, "passing": passing,
+                     "qualifies": passing == 4,
                      "mean loss": float(np.mean(losses)) if losses else None})
-    done = [r for r in rows if r["qualifies"]]
-    if any(r["missing"] for r in rows) or not done:
+    if any(r["missing"] for r in rows):
         return None, rows
-    return min(done, key=lambda r: r["mean loss"])["setting"], rows
+    return min(rows, key=lambda r: (-r["passing"], r["mean loss"]))["setting"], rows
 
 
 # ------------------------------------------------------------------ seed spreads beside the comparisons
