@@ -1,6 +1,8 @@
 """The grid plan: shapes, parameters, tokens and estimated time, without training (except the one small
 measured case), and the gpu grid sized to fit 8 minutes of one H200 by its own estimate."""
 
+import os
+
 import pytest
 
 from routing_laws import cli, plan, sweep
@@ -84,3 +86,16 @@ def test_cpu_plan_uses_the_routed_ratio_measured_here(tiny_data):
         plan.plan_grid(grid, routed_rates={("hash", 4): 0.5})
     with pytest.raises(ValidationError, match="ref_size"):
         plan.measure_cpu(grid, tiny_data, ref_size="3M")
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="this OS cannot pin a process")
+def test_one_core_pins_the_measurement_and_restores_the_cores():
+    before = os.sched_getaffinity(0)
+    with plan.one_core() as core:
+        inside = os.sched_getaffinity(0)
+    assert inside == {core} and core in before
+    assert os.sched_getaffinity(0) == before
+    with pytest.raises(RuntimeError):  # restored even when the block fails
+        with plan.one_core():
+            raise RuntimeError("boom")
+    assert os.sched_getaffinity(0) == before

@@ -25,6 +25,7 @@ runs at the peer's speed, and it assumes (does not measure) the compile time whe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -229,14 +230,42 @@ def format_plan(grid: Grid, rows: list[PlanRow], source: str) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def one_core():
+    """Pin this process to one of its cores for the block (then restore its cores); yields the core, or
+    None where the OS cannot pin (no ``sched_setaffinity``) or only one core is visible anyway.
+
+    A CPU plan's seconds are meant as core-seconds of the arrangement the sweep runs in, one process
+    pinned per core; measured with every core visible, XLA splits each step over them and the plan
+    came out 1.3x too fast (2026-12-01: 110k-L4 HASH E = 16 planned at 10.5k tokens/s, 7.6-8.0k measured
+    in two pinned processes, train.train and the bare step alike)."""
+    if not hasattr(os, "sched_setaffinity"):
+        yield None
+        return
+    cores = os.sched_getaffinity(0)
+    if len(cores) == 1:
+        yield next(iter(cores))
+        return
+    core = min(cores)
+    os.sched_setaffinity(0, {core})
+    try:
+        yield core
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
 def cpu_plan(grid: Grid, dataset, *, steps: int = 6) -> tuple[list[PlanRow], str]:
-    """The plan of ``grid`` on this CPU from ``measure_cpu`` and the line that says where it comes from."""
-    measured, rates = measure_cpu(grid, dataset, steps=steps)
+    """The plan of ``grid`` on this CPU from ``measure_cpu`` (pinned to one core, ``one_core``) and the
+    line that says where it comes from."""
+    visible = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with one_core() as core:
+        measured, rates = measure_cpu(grid, dataset, steps=steps)
     rows = plan_grid(grid, vocab_size=dataset.vocab_size, measured=measured, routed_rates=rates)
-    source = (f"measured on this CPU ({os.cpu_count()} cores visible to the process, load "
-              f"{os.getloadavg()[0]:.1f}): {steps} steps of each size's dense model, and of every (router, E) at "
-              f"{rates.size}, first step and evaluation counted as compile time; seconds are per process "
-              f"(core-seconds when pinned one process per core)")
+    how = (f"one process pinned to core {core} of {visible} visible" if core is not None
+           else f"{visible} cores visible, not pinned (this OS cannot pin a process)")
+    source = (f"measured on this CPU ({how}, load {os.getloadavg()[0]:.1f}): {steps} steps of each size's "
+              f"dense model, and of every (router, E) at {rates.size}, first step and evaluation counted as "
+              f"compile time; seconds are core-seconds of one process per core, as the sweep's shards run")
     return rows, source
 
 
