@@ -237,7 +237,7 @@ def one_core():
 
     A CPU plan's seconds are meant as core-seconds of the arrangement the sweep runs in, one process
     pinned per core; measured with every core visible, XLA splits each step over them and the plan
-    came out 1.3x too fast (2026-12-01: 110k-L4 HASH E = 16 planned at 10.5k tokens/s, 7.6-8.0k measured
+    came out 1.3x too fast (2026-12-01: 110k-L4 HASH E = 16 planned at 10.5k tokens/s, 7.6-8.2k measured
     in two pinned processes, train.train and the bare step alike)."""
     if not hasattr(os, "sched_setaffinity"):
         yield None
