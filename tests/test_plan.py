@@ -99,3 +99,20 @@ def test_one_core_pins_the_measurement_and_restores_the_cores():
         with plan.one_core():
             raise RuntimeError("boom")
     assert os.sched_getaffinity(0) == before
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="this OS cannot pin a process")
+def test_cpu_plan_measures_pinned_to_one_core(tiny_data, monkeypatch):
+    grid = sweep.Grid("c", ("100k",), (1, 4), ("hash",), tokens=2 * 16 * 4, batch_size=2, seq_len=16)
+    seen = []
+
+    def fake_measure(g, dataset, *, steps):
+        seen.append(os.sched_getaffinity(0))
+        return {"100k": (1000.0, 1.0)}, plan.RoutedRates("100k", 1, {("hash", 4): 0.5})
+
+    monkeypatch.setattr(plan, "measure_cpu", fake_measure)
+    before = os.sched_getaffinity(0)
+    rows, source = plan.cpu_plan(grid, tiny_data)
+    assert len(seen) == 1 and len(seen[0]) == 1 and os.sched_getaffinity(0) == before
+    assert "pinned to core" in source or len(before) == 1
+    assert len(rows) == 2

@@ -74,6 +74,10 @@ def test_grid_router_settings_reach_every_run_of_that_router_and_its_id():
     others = [r for r in g.runs() if r.router != "rlr"]
     assert others == [r for r in base.runs() if r.router != "rlr"]  # dense and S-BASE untouched
     assert [r.run_id for r in base.runs() if r.router == "rlr"] == [r.run_id.removesuffix("-bal0.1") for r in rlr]
+    with pytest.raises(ValidationError, match="router_settings"):  # not a router of the grid
+        dataclasses.replace(base, router_settings=(("hash", setting),))
+    with pytest.raises(ValidationError, match="router_overrides"):  # not a per-run setting
+        dataclasses.replace(base, router_settings=(("rlr", (("capacity_factor", 4.0),)),))
 
 
 def test_select_and_shard_partition_the_grid():
@@ -155,3 +159,10 @@ def test_summary_rows_name_per_run_router_settings():
         {"run_id": "c", "status": "failed", "reason": "x", "spec": {"router": "hash"}}])
     assert [r["overrides"] for r in rows] == ["gsigmoid", "bal0.1-lr3", ""]
     assert "overrides" in sweep.SUMMARY_FIELDS
+
+
+def test_sweep_only_flags_add_up_when_repeated():
+    from routing_laws import cli
+    args = cli.build_parser().parse_args(["sweep", "--grid", "cpu", "--only", "110k-L4-rlr-E16", "--only", "hash", "sbase"])
+    assert args.only == ["110k-L4-rlr-E16", "hash", "sbase"]  # the last flag alone used to win
+    assert cli.build_parser().parse_args(["sweep", "--grid", "cpu"]).only is None

@@ -143,6 +143,13 @@ class Grid:
     # says which setting trained it
     router_settings: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
+    def __post_init__(self) -> None:
+        for router, overrides in self.router_settings:  # a misspelt router would be ignored silently
+            if router not in self.routers:
+                raise ValidationError(f"grid {self.name}: router_settings", f"names {router!r}, not a router of "
+                                      "this grid", "choose among: " + ", ".join(self.routers))
+            override_suffix(overrides)  # validates names and values
+
     def runs(self) -> list[RunSpec]:
         out = []
         for size in self.sizes:

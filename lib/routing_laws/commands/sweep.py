@@ -24,7 +24,8 @@ HELP = "run (or resume, or --plan) a grid of runs over size x experts x router; 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", default="smoke", help=f"grid of runs: {' | '.join(sweep.GRIDS)} (default smoke)")
     p.add_argument("--profile", dest="profile_alias", default=None, help=argparse.SUPPRESS)
-    p.add_argument("--only", nargs="*", default=None, help="run ids containing any of these strings (e.g. sbase 100k-)")
+    p.add_argument("--only", nargs="*", action="extend", default=None,
+                   help="run ids containing any of these strings (e.g. sbase 100k-; repeated flags add up)")
     p.add_argument("--shard", default=None, help="i/n: run every n-th run starting at i (split a grid over machines)")
     p.add_argument("--out", default=None, help="records folder (default data/runs/<grid>)")
     p.add_argument("--corpus", default=None, help="text file or folder (default: assembled corpus, else the sample)")
