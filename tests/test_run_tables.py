@@ -136,24 +136,63 @@ def test_read_sweep_keeps_every_finished_run(tmp_path):
 
 
 
-def test_our_runs_prefers_v2_and_falls_back_to_v1_with_a_caveat(tmp_path):
-    """Until data/runs/cpu/ has a finished clean run, the book's own runs are cpu-v1's, with the caveat."""
+def test_our_runs_takes_v2_once_every_router_fits_else_v1_with_v2_so_far(tmp_path):
+    """Until data/runs/cpu/ can be fitted for all three routers, the book's own runs are cpu-v1's, with the
+    caveat and v2's finished runs beside them; then v2's."""
     src = io_utils.repo_root() / "data" / "runs" / "cpu-v1"
     shutil.copytree(src, tmp_path / "cpu-v1")
     (tmp_path / "cpu").mkdir()
     (tmp_path / "cpu" / "README.md").write_text("v2\n")
     got = run_tables.our_runs(tmp_path)
-    assert got.grid == "cpu-v1" and got.caveat == run_tables.V1_CAVEAT
+    assert got.grid == "cpu-v1" and got.caveat == run_tables.V1_CAVEAT and got.v2_so_far == ()
     assert "before the fixes" in got.caveat and len(got.finished) == 33 and got.sweep.ok
     rec = (src / "100k-dense-E1-K1-R0.5-s0.json").read_text()
     (tmp_path / "cpu" / "100k-dense-E1-K1-R0.5-s0.json").write_text(rec.replace('"status": "finished"',
                                                                                '"status": "failed", "reason": "x"'))
-    assert run_tables.our_runs(tmp_path).grid == "cpu-v1"  # a failed run is not a finished one
+    failed = run_tables.our_runs(tmp_path)  # a failed run is not a finished one
+    assert failed.grid == "cpu-v1" and failed.v2_so_far == () and failed.caveat == run_tables.V1_CAVEAT
     (tmp_path / "cpu" / "100k-dense-E1-K1-R0.5-s0.json").write_text(rec)
+    one = run_tables.our_runs(tmp_path)  # one v2 run: measured beside v1, never fitted
+    assert one.grid == "cpu-v1" and len(one.finished) == 33 and one.sweep.ok
+    assert [r["run_id"] for r in one.v2_so_far] == ["100k-dense-E1-K1-R0.5-s0"]
+    assert one.caveat.startswith(run_tables.V1_CAVEAT) and "1 of its 41 runs" in one.caveat
+    # two of three routers fit-ready in v2: still v1 (no ranking of a v2 router against v1 ones)
+    rows = [{"run_id": f"{t}{n}{e}", "status": "finished", "technique": t, "size": "x", "N": n, "E": e, "K": 1,
+             "R": 0.5, "loss": float(laws.predict_loss(n, e, LAW))}
+            for n in (1e5, 4e5) for t, es in (("dense", (1,)), ("sbase", (4, 16, 64)), ("hash", (4, 16, 64)))
+            for e in es]
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
+    assert run_tables.our_runs(tmp_path).grid == "cpu-v1"
+    rows += [{**r, "run_id": "r" + r["run_id"], "technique": "rlr"} for r in rows if r["technique"] == "sbase"]
+    _write_runs(tmp_path / "cpu" / "runs.csv", rows)
     v2 = run_tables.our_runs(tmp_path)
-    assert v2.grid == "cpu" and v2.caveat == "" and len(v2.finished) == 1 and not v2.sweep.ok
+    assert v2.grid == "cpu" and v2.caveat == "" and v2.v2_so_far == () and set(v2.sweep.tables) == {
+        "S-BASE", "RL-R", "HASH"} and len(v2.finished) == 1
     with pytest.raises(ValidationError, match="root"):
         run_tables.our_runs(tmp_path / "nothing-here")
+
+
+def _spec_rec(router, E, loss, K=1, R=0.5, seed=0, **kw):
+    from routing_laws.sweep import run_id
+    r = _rec(run_id("110k-L4", router, E, K, R, seed), loss, **kw)
+    r["spec"] = {"size": "110k-L4", "router": router, "experts": E, "top_k": K, "routing_frequency": R, "seed": seed}
+    r["accounting"] = {"N": 111456}
+    return r
+
+
+def test_main_grid_rows_and_seed_means_in_the_measured_table():
+    recs = [_spec_rec("dense", 1, 4.40), _spec_rec("dense", 1, 4.44, seed=1), _spec_rec("hash", 16, 4.20),
+            _spec_rec("sbase", 16, 4.1, K=2), _spec_rec("sbase", 16, 4.0, R=1.0),
+            _spec_rec("rlr", 16, 9.0, status="failed"), _spec_rec("sbase", 16, 4.25, dirty=True)]
+    rows = run_tables.main_grid_rows(recs)
+    assert sorted((r["technique"], r["E"], r["loss"]) for r in rows) == [
+        ("HASH", 16, 4.20), ("dense", 1, 4.40), ("dense", 1, 4.44)]  # no K = 2, R = 1, failed or dirty run
+    assert {r["N"] for r in rows} == {111456.0}
+    t = run_tables.measured_grid_table(rows)
+    assert len(t.rows) == 1 and t.rows[0]["dense"] == pytest.approx(4.42)  # the mean of the two seeds
+    assert t.rows[0]["gain over dense"] == pytest.approx(0.22)
+    with pytest.raises(ValidationError, match="records"):
+        run_tables.main_grid_rows([{"status": "finished", "run_id": "x", "final_val_loss": 1.0, "spec": {}}])
 
 
 # ------------------------------------------------------------------ ablations
@@ -237,6 +276,19 @@ def test_rlr_choice_follows_the_rule_fixed_before_the_runs():
     assert setting == "default"  # 3 passing like bal0.1-lr3, lower mean loss
 
 
+def test_the_v2_grid_trains_rl_r_with_the_setting_the_committed_ablation_chose():
+    """sweep.GRIDS["cpu"].router_settings must be what rlr_choice picks from data/runs/ablations/: an edit
+    of either (a retrained ablation, a hand-set v2 setting) without the other fails here."""
+    from routing_laws import sweep
+    recs, problems = sweep.read_records(sweep.runs_dir("ablate-rlr"))
+    assert not problems
+    setting, rows = run_tables.rlr_choice(recs)
+    assert setting is not None, f"ablate-rlr runs missing: {rows}"
+    grid = dict(sweep.get_grid("cpu").router_settings)
+    assert (sweep.override_suffix(grid.get("rlr", ())).lstrip("-") or "default") == setting
+    assert set(grid) <= {"rlr"}  # no other router's setting differs from RouterConfig's defaults
+
+
 def test_rlr_choice_rejects_a_folder_name():
     with pytest.raises(ValidationError, match="records"):
         run_tables.rlr_choice("data/runs/ablations")
@@ -291,3 +343,29 @@ def test_seed_noise_vs_fit_puts_the_residual_beside_the_seed_std():
         run_tables.seed_noise_vs_fit(recs, {"S-BASE": (N, E, loss)}, {"S-BASE": 3})
     with pytest.raises(ValidationError, match="records"):
         run_tables.seed_spread_rows("data/runs/cpu")
+
+
+def test_measured_ranking_orders_routers_and_weighs_the_closest_gap_by_seed_noise():
+    recs = [_spec_rec("dense", 1, 4.50), _spec_rec("dense", 1, 4.52, seed=1),
+            _spec_rec("hash", 16, 4.20), _spec_rec("hash", 16, 4.22, seed=1),
+            _spec_rec("sbase", 16, 4.25), _spec_rec("rlr", 16, 4.40), _spec_rec("sbase", 64, 4.1),
+            _spec_rec("sbase", 4, 4.3, K=2)]
+    s, n = run_tables.pooled_seed_std(recs)
+    assert n == 2 and s == pytest.approx(np.sqrt(np.mean([np.var([4.50, 4.52], ddof=1), np.var([4.20, 4.22], ddof=1)])))
+    rows = run_tables.measured_ranking_rows(recs)
+    assert len(rows) == 1  # E = 64 has one router, the K = 2 run is not main grid
+    r = rows[0]
+    assert r["ranking (best first)"] == "HASH > S-BASE > RL-R" and r["L HASH"] == pytest.approx(4.21)
+    assert r["closest pair"] == "HASH - S-BASE" and r["gap (nats)"] == pytest.approx(0.04)
+    z = 0.04 / (s * np.sqrt(1 / 2 + 1))  # HASH has two seeds, S-BASE one
+    assert r["gap / std error"] == pytest.approx(z) and r["resolved"] is bool(z >= 2) and r["seeds"] == "HASH 2"
+    assert run_tables.measured_ranking_rows(recs, min_z=100)[0]["resolved"] is False
+    one_seed = [x for x in recs if x["spec"]["seed"] == 0]
+    assert run_tables.measured_ranking_rows(one_seed)[0]["resolved"] is None  # one seed cannot say
+    assert "HASH > S-BASE > RL-R" in run_tables.measured_ranking_table(recs).text()
+    two = recs + [dict(_spec_rec("rlr", 16, 4.3), run_id="x-bal0.1",
+                       spec={**_spec_rec("rlr", 16, 4.3)["spec"], "router_overrides": {"rlr_balance_coef": 0.1}})]
+    with pytest.raises(ValidationError, match="two router settings"):
+        run_tables.measured_ranking_rows(two)
+    with pytest.raises(ValidationError, match="min_z"):
+        run_tables.measured_ranking_rows(recs, min_z=0)

@@ -183,9 +183,28 @@ def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | N
                      "cost, data/runs/cpu/README.md how to shard it over cores), then rebuild the book.")
 
 
+def main_grid_rows(records: Iterable[Mapping]) -> list[dict]:
+    """{technique, N, E, loss} of every clean finished top-1, R = 0.5 record (any seed, the grid's router
+    settings included), the rows ``measured_grid_table`` takes: for a grid still being trained, whose
+    ``read_sweep`` cannot fit it yet."""
+    rows = []
+    for r in _clean_finished(records, "records").values():
+        s, a = r.get("spec") or {}, r.get("accounting") or {}
+        try:
+            if int(s.get("top_k", 1)) != 1 or not math.isclose(float(s.get("routing_frequency", 0.5)), 0.5):
+                continue
+            rows.append({"technique": ROUTER_LABELS.get(s["router"], s["router"]), "N": float(a["N"]),
+                         "E": int(s["experts"]), "loss": float(r["final_val_loss"])})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValidationError("records", f"record {r.get('run_id')!r} has no usable spec or accounting ({e})",
+                                  "use sweep.read_records(folder)[0]") from None
+    return rows
+
+
 def measured_grid_table(runs: Iterable[Mapping], title: str = "") -> Table:
     """Measured losses side by side: a row per (N, E > 1) with dense at that N and each router's loss,
-    the best router among those measured and its gain over dense (nats). Empty cells are runs not (yet) done."""
+    the best router among those measured and its gain over dense (nats). Empty cells are runs not (yet) done.
+    A cell run with several seeds shows their mean (``seed_spread_table`` gives the spread)."""
     cells: dict = {}
     for i, r in enumerate(runs):
         try:
@@ -195,7 +214,8 @@ def measured_grid_table(runs: Iterable[Mapping], title: str = "") -> Table:
                                   "pass SweepRuns.runs from read_sweep") from None
         if not (N > 0 and E >= 1 and math.isfinite(loss)):
             raise ValidationError(f"runs[{i}]", f"N > 0, E >= 1 and a finite loss required, got N={N}, E={E}, loss={loss}")
-        cells[(N, E, "dense" if E == 1 else tech)] = loss
+        cells.setdefault((N, E, "dense" if E == 1 else tech), []).append(loss)
+    cells = {k: float(np.mean(v)) for k, v in cells.items()}
     if not cells:
         raise ValidationError("runs", "no runs to tabulate", "pass SweepRuns.runs of a sweep with finished runs")
     Ns = sorted({n for n, _, _ in cells})
@@ -218,43 +238,62 @@ def measured_grid_table(runs: Iterable[Mapping], title: str = "") -> Table:
 V1_CAVEAT = ("These are the v1 cpu grid's records (data/runs/cpu-v1/): trained before the fixes, with the expert "
              "and q/k/v initialisation that counted fan-in over E * D (experts sqrt(E) too small at init), "
              "2-layer models whose only routed FFN is the last one, and 19-85 tokens per parameter. "
-             "They are shown until the v2 grid (data/runs/cpu/) has finished runs; do not read them as a "
-             "test of the paper.")
+             "They are shown until the v2 grid (data/runs/cpu/) can be fitted for every router; do not read "
+             "them as a test of the paper.")
 
 
 @dataclass(frozen=True)
 class OurRuns:
-    """Our own cpu grid's records: v2 (``data/runs/cpu``) once it has a finished run, else v1 (``cpu-v1``)."""
+    """Our own cpu grid's records: v2 (``data/runs/cpu``) once Eq. 1 can be fitted to it for every router,
+    else v1 (``cpu-v1``), with v2's finished records so far in ``v2_so_far``."""
 
     grid: str  # "cpu" (v2) or "cpu-v1"
     folder: Path
     records: tuple  # every valid record of the folder (finished and failed)
     problems: tuple  # one line per invalid file (never used)
-    caveat: str  # "" for v2; V1_CAVEAT for the v1 fallback
+    caveat: str  # "" for v2; V1_CAVEAT (and v2's progress) for the v1 fallback
     sweep: SweepRuns  # read_sweep of that folder: the fit-ready tables, or why not
+    v2_so_far: tuple = ()  # with the v1 fallback: v2's finished clean records (shown as measured, not fitted)
 
     @property
     def finished(self) -> list[dict]:
         return [r for r in self.records if r.get("status") == "finished" and not r.get("dirty_tree")]
 
 
+def _clean(records: Iterable[Mapping]) -> list[dict]:
+    return [r for r in records if r.get("status") == "finished" and not r.get("dirty_tree")]
+
+
 def our_runs(root: Path | None = None) -> OurRuns:
-    """The records the book shows as ours: the v2 ``cpu`` grid's when it has at least one finished (clean)
-    run, otherwise the frozen v1 records of ``cpu-v1`` with ``V1_CAVEAT`` (they predate the fixes).
-    ``root`` is the ``data/runs`` folder (default: the repository's)."""
+    """The records the book shows as ours: the v2 ``cpu`` grid's once ``read_sweep`` can fit Eq. 1 to it
+    for every router (two sizes, three expert counts, eight (N, E) cells each), otherwise the frozen v1
+    records of ``cpu-v1`` with ``V1_CAVEAT`` and v2's finished records so far in ``v2_so_far``.
+
+    Why all three routers and not the first run: the v2 grid trains over several sittings, and a book
+    whose fits and ranking switch router by router, or to a single rung that no law can be fitted to,
+    would compare a v2 router with v1 ones. ``root`` is the ``data/runs`` folder (default: the repository's)."""
     if root is not None and not isinstance(root, (str, Path)):
         raise ValidationError("root", f"must be a folder path, got {type(root).__name__}", "pass data/runs or None")
     base = Path(root) if root is not None else repo_root() / "data" / "runs"
     if root is not None and not base.is_dir():
         raise ValidationError("root", f"{base} is not a folder", "pass the data/runs folder")
-    for grid, caveat in (("cpu", ""), ("cpu-v1", V1_CAVEAT)):
-        folder = base / grid
-        recs, problems = sweep.read_records(folder) if folder.is_dir() else ([], [])
-        if grid == "cpu" and not any(r.get("status") == "finished" and not r.get("dirty_tree") for r in recs):
-            continue
-        return OurRuns(grid, folder, tuple(recs), tuple(problems), caveat, read_sweep((grid,), root=base))
-    return OurRuns("cpu-v1", base / "cpu-v1", (), (), V1_CAVEAT + " (none found either)",
-                   read_sweep(("cpu-v1",), root=base))
+    v2_dir = base / "cpu"
+    v2_recs, v2_problems = sweep.read_records(v2_dir) if v2_dir.is_dir() else ([], [])
+    v2_done = _clean(v2_recs)
+    if v2_done:
+        v2_sweep = read_sweep(("cpu",), root=base)
+        if set(v2_sweep.tables) == set(SWEEP_TECHNIQUE.values()):
+            return OurRuns("cpu", v2_dir, tuple(v2_recs), tuple(v2_problems), "", v2_sweep)
+    n_v2 = len(sweep.get_grid("cpu").runs())
+    caveat = V1_CAVEAT + (f" The v2 grid has {len(v2_done)} of its {n_v2} runs so far, shown as measured"
+                          " beside these." if v2_done else "")
+    v1_dir = base / "cpu-v1"
+    if v1_dir.is_dir():
+        recs, problems = sweep.read_records(v1_dir)
+        return OurRuns("cpu-v1", v1_dir, tuple(recs), tuple(problems), caveat,
+                       read_sweep(("cpu-v1",), root=base), tuple(v2_done))
+    return OurRuns("cpu-v1", v1_dir, (), (), caveat + " (none found either)", read_sweep(("cpu-v1",), root=base),
+                   tuple(v2_done))
 
 
 # ------------------------------------------------------------------ the ablations behind the v2 design
@@ -452,3 +491,62 @@ def seed_noise_vs_fit(records: Iterable[Mapping], tables: Mapping[str, tuple],
                     "runs with 2+ seeds": len(variances), "seed std (nats)": seed_std,
                     "residual / seed std": rms / seed_std if seed_std else None})
     return out
+
+
+def pooled_seed_std(records: Iterable[Mapping]) -> tuple[float | None, int]:
+    """(pooled sample std of the final loss over every run trained with >= 2 seeds, in nats; how many such
+    runs): the square root of the mean of their sample variances. (None, 0) while no run has two seeds."""
+    variances = [float(np.var(list(v.values()), ddof=1)) for v in seed_groups(records).values() if len(v) >= 2]
+    return (float(np.sqrt(np.mean(variances))) if variances else None), len(variances)
+
+
+def measured_ranking_rows(records: Iterable[Mapping], min_z: float = 2.0) -> list[dict]:
+    """The routers ranked by measured final loss at every (size, E > 1) of the main grid (top-1, R = 0.5)
+    where two or more routers finished, with the seed spread beside it: is the order more than noise?
+
+    A router's loss is the mean over its seeds. For the closest pair of neighbours in the order, the gap
+    (nats) is divided by its standard error under the pooled seed std s (``pooled_seed_std``):
+    s * sqrt(1/n_a + 1/n_b) for n_a and n_b seeds; the order counts as resolved where every neighbouring
+    gap is at least ``min_z`` standard errors. With no run trained twice, z and resolved are None (a
+    single-seed ranking cannot say). Router settings of the grid (``-bal0.1``) count as the router; two
+    settings of one router in the same cell are refused (pass one grid's records)."""
+    if not (isinstance(min_z, (int, float)) and not isinstance(min_z, bool) and math.isfinite(min_z) and min_z > 0):
+        raise ValidationError("min_z", f"must be a positive number of standard errors, got {min_z!r}", "use 2")
+    groups = seed_groups(records)
+    s, _ = pooled_seed_std(records)
+    cells: dict[tuple[str, int], dict[str, dict[int, float]]] = {}
+    for (size, router, E, K, R, over), by_seed in groups.items():
+        if router == "dense" or K != 1 or not math.isclose(R, 0.5):
+            continue
+        label = ROUTER_LABELS.get(router, router)
+        cell = cells.setdefault((size, E), {})
+        if label in cell:
+            raise ValidationError("records", f"{label} at {size} E={E} has two router settings",
+                                  "pass the records of one grid (sweep.read_records(folder)[0])")
+        cell[label] = by_seed
+    order = {n: i for i, n in enumerate(SIZES)}
+    rows = []
+    for (size, E), by_router in sorted(cells.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0])):
+        if len(by_router) < 2:
+            continue
+        means = sorted((float(np.mean(list(v.values()))), r, len(v)) for r, v in by_router.items())
+        gaps = [(b[0] - a[0], a, b) for a, b in zip(means, means[1:])]
+        gap, a, b = min(gaps, key=lambda g: g[0])
+        z = None if s is None or s == 0 else gap / (s * math.sqrt(1 / a[2] + 1 / b[2]))
+        rows.append({"size": size, "E": E, "ranking (best first)": " > ".join(r for _, r, _ in means),
+                     **{f"L {r}": m for m, r, _ in sorted(means, key=lambda t: ROUTERS.index(t[1])
+                                                          if t[1] in ROUTERS else len(ROUTERS))},
+                     "seeds": " / ".join(f"{r} {n}" for _, r, n in means if n > 1) or "1 each",
+                     "closest pair": f"{a[1]} - {b[1]}", "gap (nats)": gap,
+                     "gap / std error": z, "resolved": None if z is None else bool(z >= min_z)})
+    return rows
+
+
+def measured_ranking_table(records: Iterable[Mapping], title: str = "") -> Table:
+    """``measured_ranking_rows`` as a Table (losses and gaps in nats)."""
+    rows = measured_ranking_rows(records)
+    cols = ["size", "E", "ranking (best first)", *(f"L {r}" for r in ROUTERS if any(f"L {r}" in x for x in rows)),
+            "seeds", "closest pair", "gap (nats)", "gap / std error", "resolved"]
+    fmt = {c: ".4f" for c in cols if c.startswith("L ") or c == "gap (nats)"}
+    fmt["gap / std error"] = ".1f"
+    return Table(rows, cols, fmt, title)
