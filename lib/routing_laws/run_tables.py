@@ -260,10 +260,6 @@ class OurRuns:
         return [r for r in self.records if r.get("status") == "finished" and not r.get("dirty_tree")]
 
 
-def _clean(records: Iterable[Mapping]) -> list[dict]:
-    return [r for r in records if r.get("status") == "finished" and not r.get("dirty_tree")]
-
-
 def our_runs(root: Path | None = None) -> OurRuns:
     """The records the book shows as ours: the v2 ``cpu`` grid's once ``read_sweep`` can fit Eq. 1 to it
     for every router (two sizes, three expert counts, eight (N, E) cells each), otherwise the frozen v1
@@ -279,7 +275,7 @@ def our_runs(root: Path | None = None) -> OurRuns:
         raise ValidationError("root", f"{base} is not a folder", "pass the data/runs folder")
     v2_dir = base / "cpu"
     v2_recs, v2_problems = sweep.read_records(v2_dir) if v2_dir.is_dir() else ([], [])
-    v2_done = _clean(v2_recs)
+    v2_done = list(_clean_finished(v2_recs, "records").values())
     if v2_done:
         v2_sweep = read_sweep(("cpu",), root=base)
         if set(v2_sweep.tables) == set(SWEEP_TECHNIQUE.values()):
