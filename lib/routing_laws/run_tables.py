@@ -468,7 +468,7 @@ def seed_noise_vs_fit(records: Iterable[Mapping], tables: Mapping[str, tuple],
         raise ValidationError("fits" if not isinstance(fits, Mapping) else "tables",
                               "must map router -> fit (or -> (N, E, loss))",
                               "pass {router: laws.fit_routed_law(...)} and SweepRuns.tables")
-    groups = seed_groups(records)
+    records = list(records)
     out = []
     for router, fit in fits.items():
         if not isinstance(fit, laws.FitResult):
@@ -479,20 +479,26 @@ def seed_noise_vs_fit(records: Iterable[Mapping], tables: Mapping[str, tuple],
         N, E, loss = laws.validate_runs(*tables[router])
         resid = loss - np.asarray(laws.predict_loss(N, E, fit.law), dtype=float)
         kind = next((k for k, v in ROUTER_LABELS.items() if v == router), router)
-        variances = [float(np.var(list(v.values()), ddof=1)) for key, v in groups.items()
-                     if key[1] in (kind, "dense") and len(v) >= 2]
-        seed_std = float(np.sqrt(np.mean(variances))) if variances else None
+        seed_std, n_seeded = pooled_seed_std(records, kinds=(kind, "dense"))
         rms = float(np.sqrt(np.mean(resid ** 2)))
         out.append({"router": router, "runs fitted": int(N.size), "residual rms (nats)": rms,
-                    "runs with 2+ seeds": len(variances), "seed std (nats)": seed_std,
+                    "runs with 2+ seeds": n_seeded, "seed std (nats)": seed_std,
                     "residual / seed std": rms / seed_std if seed_std else None})
     return out
 
 
-def pooled_seed_std(records: Iterable[Mapping]) -> tuple[float | None, int]:
+def pooled_seed_std(records: Iterable[Mapping], kinds: Iterable[str] | None = None) -> tuple[float | None, int]:
     """(pooled sample std of the final loss over every run trained with >= 2 seeds, in nats; how many such
-    runs): the square root of the mean of their sample variances. (None, 0) while no run has two seeds."""
-    variances = [float(np.var(list(v.values()), ddof=1)) for v in seed_groups(records).values() if len(v) >= 2]
+    runs): the square root of the mean of their sample variances. (None, 0) while no run has two seeds.
+    ``kinds`` (router kinds such as ``("sbase", "dense")``) keeps only those runs; None keeps all."""
+    if kinds is not None:
+        if not isinstance(kinds, str):
+            kinds = tuple(kinds)
+        if isinstance(kinds, str) or not all(isinstance(k, str) for k in kinds):
+            raise ValidationError("kinds", f"must be a sequence of router kinds, got {kinds!r}",
+                                  'pass e.g. ("sbase", "dense"), or None for every run')
+    variances = [float(np.var(list(v.values()), ddof=1)) for key, v in seed_groups(records).items()
+                 if len(v) >= 2 and (kinds is None or key[1] in kinds)]
     return (float(np.sqrt(np.mean(variances))) if variances else None), len(variances)
 
 
@@ -545,4 +551,74 @@ def measured_ranking_table(records: Iterable[Mapping], title: str = "") -> Table
             "seeds", "closest pair", "gap (nats)", "gap / std error", "resolved"]
     fmt = {c: ".4f" for c in cols if c.startswith("L ") or c == "gap (nats)"}
     fmt["gap / std error"] = ".1f"
+    return Table(rows, cols, fmt, title)
+
+
+def gain_trend_rows(records: Iterable[Mapping], laws_by_router: Mapping[str, laws.RoutedLaw] | None = None
+                    ) -> list[dict]:
+    """Does routing's gain over dense shrink as N grows, as the paper's c > 0 says? A row per (router, E > 1)
+    of the main grid (top-1, R = 0.5) measured with dense at two or more sizes: the gain in nats at the
+    smallest and largest, and the slope of the log10 gain G = log10 L_dense - log10 L_E against log10 N
+    (least squares over the sizes), beside the slope Eq. 1 predicts with ``laws_by_router`` (default: the
+    paper's Table 3): dG / dlog10 N = -c (log10 Ê(E) - log10 Ê(1)), which is free of a and d and so
+    comparable across our much smaller N.
+
+    Losses are seed means. ``z`` is the slope over its standard error under the pooled seed std
+    (``pooled_seed_std``; a loss's log10 std taken as s / (L ln 10)); None while no run has two seeds.
+    ``shrinks`` is whether the measured slope is negative; ``as paper`` whether its sign is the paper's.
+    This is a check of one coefficient's sign and size before the grid can be fitted, not a fit."""
+    law_map = paper.table3() if laws_by_router is None else laws.check_laws(laws_by_router)
+    recs = list(_clean_finished(records, "records").values())
+    sizes_N: dict[str, float] = {}
+    for r in recs:
+        try:
+            sizes_N[str(r["spec"]["size"])] = float(r["accounting"]["N"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValidationError("records", f"record {r.get('run_id')!r} has no usable spec or accounting ({e})",
+                                  "use sweep.read_records(folder)[0]") from None
+    groups = {k: v for k, v in seed_groups(recs).items() if k[3] == 1 and math.isclose(k[4], 0.5)}
+    s, _ = pooled_seed_std(recs)
+    dense = {k[0]: v for k, v in groups.items() if k[1] == "dense"}
+    rows = []
+    for router in SWEEP_TECHNIQUE:
+        label = ROUTER_LABELS[router]
+        Es = sorted({k[2] for k in groups if k[1] == router})
+        for E in Es:
+            cells = [(size, dense[size], by_seed) for (size, rt, e, *_), by_seed in groups.items()
+                     if rt == router and e == E and size in dense]
+            if len({c[0] for c in cells}) != len(cells):
+                raise ValidationError("records", f"{label} E={E} has two router settings at one size",
+                                      "pass the records of one grid (sweep.read_records(folder)[0])")
+            if len(cells) < 2:
+                continue
+            cells.sort(key=lambda c: sizes_N[c[0]])
+            x = np.log10([sizes_N[c[0]] for c in cells])
+            Ld = np.array([np.mean(list(c[1].values())) for c in cells])
+            Le = np.array([np.mean(list(c[2].values())) for c in cells])
+            G = np.log10(Ld) - np.log10(Le)
+            dx = x - x.mean()
+            slope = float(dx @ (G - G.mean()) / (dx @ dx))
+            z = None
+            if s:
+                var_G = (s / math.log(10)) ** 2 * np.array(
+                    [1 / (Ld[i] ** 2 * len(c[1])) + 1 / (Le[i] ** 2 * len(c[2])) for i, c in enumerate(cells)])
+                z = slope / math.sqrt(float((dx ** 2) @ var_G) / float(dx @ dx) ** 2)
+            law = law_map.get(label)
+            pred = None if law is None else -law.c * float(
+                np.log10(laws.saturating_experts(float(E), law.e_start, law.e_max))
+                - np.log10(laws.saturating_experts(1.0, law.e_start, law.e_max)))
+            rows.append({"router": label, "E": E, "sizes": " -> ".join(c[0] for c in cells),
+                         "gain smallest (nats)": float(Ld[0] - Le[0]), "gain largest (nats)": float(Ld[-1] - Le[-1]),
+                         "slope dG/dlog10 N": slope, "paper slope": pred, "z": z, "shrinks": slope < 0,
+                         "as paper": None if pred is None else bool((slope < 0) == (pred < 0))})
+    return rows
+
+
+def gain_trend_table(records: Iterable[Mapping], title: str = "") -> Table:
+    """``gain_trend_rows`` as a Table (gains in nats, slopes in log10 L per decade of N)."""
+    rows = gain_trend_rows(records)
+    cols = ["router", "E", "sizes", "gain smallest (nats)", "gain largest (nats)", "slope dG/dlog10 N",
+            "paper slope", "z", "shrinks", "as paper"]
+    fmt = {"gain smallest (nats)": ".4f", "gain largest (nats)": ".4f", "slope dG/dlog10 N": ".4f",
+           "paper slope": ".4f", "z": ".1f"}
     return Table(rows, cols, fmt, title)

@@ -57,12 +57,13 @@ def previous_hashes(manifest: Path) -> dict[str, str]:
                               "restore it from git, or delete it to assemble without comparing hashes") from None
 
 
-def changed_artifacts(recorded: dict[str, str], workdir: Path, sources: list[str] | None) -> list[str]:
-    """Artifacts (of the chosen sources) whose file now hashes differently from ``recorded``, one line each.
+def changed_artifacts(recorded: dict[str, str], workdir: Path, sources: list[str] | None) -> dict[str, str]:
+    """``{artifact: one-line description}`` of the artifacts (of the chosen sources) whose file now hashes
+    differently from ``recorded``.
     An artifact that cannot be fetched is left to the assembly, which records it as failed."""
     names = set(corpus.SOURCE_NAMES if sources is None else sources)
     keys = dict.fromkeys(s.artifact for s in corpus.SOURCES if s.name in names)
-    changed = []
+    changed = {}
     for key in keys:
         if key not in recorded:
             continue
@@ -72,7 +73,7 @@ def changed_artifacts(recorded: dict[str, str], workdir: Path, sources: list[str
             continue
         got = corpus.sha256_file(path)
         if got != recorded[key]:
-            changed.append(f"{key} ({path.name}): sha256 {got[:12]}..., MANIFEST has {recorded[key][:12]}...")
+            changed[key] = f"{key} ({path.name}): sha256 {got[:12]}..., MANIFEST has {recorded[key][:12]}..."
     return changed
 
 
@@ -87,9 +88,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_assembly and not args.accept_new_artifacts:
         changed = changed_artifacts(previous_hashes(args.out / "MANIFEST"), args.workdir, args.sources)
         if changed:
-            raise ValidationError("MANIFEST", "downloaded artifacts differ from the recorded sha256: " + "; ".join(changed),
-                                  f"delete them from {args.workdir / 'dl'} to fetch again, or pass --accept-new-artifacts "
-                                  "to assemble from them and record the new hashes")
+            # apt serves the version its package index last saw: a stale index (a fresh machine) gives older
+            # bytes than the MANIFEST's, and refreshing it is the usual fix, not accepting the old bytes
+            apt = [k for k in changed if corpus.ARTIFACTS[k].registry == "apt"]
+            hint = (f"for the apt packages ({', '.join(apt)}) run `apt-get update` first (a stale package index "
+                    f"serves older versions), then delete them from {args.workdir / 'dl'}; otherwise " if apt else "")
+            raise ValidationError("MANIFEST", "downloaded artifacts differ from the recorded sha256: "
+                                  + "; ".join(changed.values()),
+                                  hint + f"delete them from {args.workdir / 'dl'} to fetch again, or pass "
+                                  "--accept-new-artifacts to assemble from them and record the new hashes")
     if args.write_sample:
         for p in corpus.write_sample(args.out / "sample", args.workdir):
             print(f"wrote {p}")
