@@ -191,6 +191,13 @@ def test_dirty_check_in_a_real_git_repo(tmp_path):
     assert not io_utils.git_commit(tmp_path).endswith("-dirty")
     (tmp_path / "untracked.txt").write_text("new")  # untracked files do not make a tree dirty
     assert not io_utils.git_commit(tmp_path).endswith("-dirty")
+    out = tmp_path / io_utils.OUTPUT_PATHS[0] / "cpu"
+    out.mkdir(parents=True)
+    (out / "runs.csv").write_text("run_id\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True, env=env)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-qm", "y"], check=True, env=env)
+    (out / "runs.csv").write_text("run_id\nx\n")  # a sweep's own summary, rewritten after each run
+    assert not io_utils.git_commit(tmp_path).endswith("-dirty")
     (tmp_path / "a.txt").write_text("2")
     assert io_utils.git_commit(tmp_path).endswith("-dirty")
 

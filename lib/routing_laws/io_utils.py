@@ -210,14 +210,22 @@ def repo_root(environ: Mapping[str, str] | None = None) -> Path:
     return root
 
 
+OUTPUT_PATHS = ("data/runs",)
+"""Where the project's own runs write (records, ``runs.csv`` summaries): changes there are results, not code,
+so they do not make a tree dirty. Without this, the first run of a sweep rewrites the tracked ``runs.csv``
+and every later ``run_sweep`` in the same checkout refuses to start."""
+
+
 def git_commit(root: Path | None = None) -> str:
-    """The current commit hash (with ``-dirty`` if the tree has changes), or ``unknown``."""
+    """The current commit hash (with ``-dirty`` if tracked files outside ``OUTPUT_PATHS`` have changes), or
+    ``unknown``."""
     root = root or repo_root()
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                *(f":(exclude){p}" for p in OUTPUT_PATHS)], cwd=root,
                                capture_output=True, text=True, timeout=10)
         return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

@@ -18,7 +18,7 @@ recorded together in data/runs/ablations/ (``Grid.folder``). A run may set a few
 (``...-s0-gsigmoid``) and of its record's ``spec``.
 
 Grid records come from clean commits: ``run_sweep`` refuses a working tree with changes to tracked
-files unless ``allow_dirty=True``; records made that way carry ``"dirty_tree": true`` and are listed
+files (outside ``io_utils.OUTPUT_PATHS``, where the sweep writes its own records) unless ``allow_dirty=True``; records made that way carry ``"dirty_tree": true`` and are listed
 in ``runs.csv`` with status ``dirty``, so fits and tables leave them out.
 """
 
@@ -490,7 +490,8 @@ def write_summary(folder: Path) -> Path:
 
 
 def check_clean_tree(allow_dirty: bool) -> bool:
-    """True when the checkout has uncommitted changes to tracked files; raise unless ``allow_dirty``."""
+    """True when the checkout has uncommitted changes to tracked files (the sweep's own outputs in
+    ``io_utils.OUTPUT_PATHS`` aside); raise unless ``allow_dirty``."""
     dirty = io_utils.git_commit().endswith("-dirty")
     if dirty and not allow_dirty:
         raise ValidationError("--allow-dirty", "the working tree has uncommitted changes to tracked files, and "
