@@ -222,6 +222,17 @@ def test_committed_grid_records_are_valid():
     assert len(sweep.read_records(root / "cpu-v1")[0]) == 33
 
 
+def test_committed_v2_records_name_a_clean_commit():
+    """Issue 14: a grid record names the clean commit of the code that trained it (40 hex digits, no
+    '-dirty'), and no dirty-tree record is committed to a grid folder that fits read."""
+    import re
+    for folder in ("cpu", "ablations"):
+        records, _ = sweep.read_records(io_utils.repo_root() / "data" / "runs" / folder)
+        for r in records:
+            assert re.fullmatch(r"[0-9a-f]{40}", r["provenance"]["commit"]), (r["run_id"], r["provenance"]["commit"])
+            assert not r.get("dirty_tree"), r["run_id"]
+
+
 def test_frozen_v1_records_load_only_from_their_folder(tmp_path, monkeypatch):
     """A record of version 1 (the v1 grid's) is accepted from cpu-v1/ after the version moves on, refused
     elsewhere, and a sweep never treats it as finished (it would train the run again); no sweep writes there."""
