@@ -392,11 +392,16 @@ def test_gain_trend_recovers_the_slope_of_the_law_that_made_the_losses():
     assert row["router"] == "HASH" and row["sizes"] == "110k-L4 -> 200k-L4 -> 440k-L4"
     assert row["slope dG/dlog10 N"] == pytest.approx(expected, rel=1e-9) and row["paper slope"] == pytest.approx(expected)
     assert row["shrinks"] is True and row["as paper"] is True and row["z"] is None  # no seeds: no z
+    assert row["resolved"] is None
     ld, le = (laws.predict_loss(Ns["110k-L4"], e, law) for e in (1, 16))
     assert row["gain smallest (nats)"] == pytest.approx(ld - le)
     seeded = recs + [rec("110k-L4", "dense", 1, seed=1, bump=0.02)]
     (row2,) = run_tables.gain_trend_rows(seeded, {"HASH": law})
     assert row2["z"] is not None and row2["z"] < 0 and row2["slope dG/dlog10 N"] != row["slope dG/dlog10 N"]
+    assert row2["resolved"] is bool(abs(row2["z"]) >= 2)
+    assert run_tables.gain_trend_rows(seeded, {"HASH": law}, min_z=abs(row2["z"]) * 2)[0]["resolved"] is False
+    with pytest.raises(ValidationError, match="min_z"):
+        run_tables.gain_trend_rows(recs, min_z=0)
     assert run_tables.gain_trend_rows(recs, {"S-BASE": law})[0]["paper slope"] is None  # no law for HASH
     assert "HASH" in run_tables.gain_trend_table(recs).text()  # Table 3 by default
     two = recs + [rec("110k-L4", "hash", 16) | {"run_id": "x-bal", "spec": {

@@ -554,8 +554,8 @@ def measured_ranking_table(records: Iterable[Mapping], title: str = "") -> Table
     return Table(rows, cols, fmt, title)
 
 
-def gain_trend_rows(records: Iterable[Mapping], laws_by_router: Mapping[str, laws.RoutedLaw] | None = None
-                    ) -> list[dict]:
+def gain_trend_rows(records: Iterable[Mapping], laws_by_router: Mapping[str, laws.RoutedLaw] | None = None,
+                    min_z: float = 2.0) -> list[dict]:
     """Does routing's gain over dense shrink as N grows, as the paper's c > 0 says? A row per (router, E > 1)
     of the main grid (top-1, R = 0.5) measured with dense at two or more sizes: the gain in nats at the
     smallest and largest, and the slope of the log10 gain G = log10 L_dense - log10 L_E against log10 N
@@ -565,8 +565,11 @@ def gain_trend_rows(records: Iterable[Mapping], laws_by_router: Mapping[str, law
 
     Losses are seed means. ``z`` is the slope over its standard error under the pooled seed std
     (``pooled_seed_std``; a loss's log10 std taken as s / (L ln 10)); None while no run has two seeds.
-    ``shrinks`` is whether the measured slope is negative; ``as paper`` whether its sign is the paper's.
+    ``shrinks`` is whether the measured slope is negative; ``as paper`` whether its sign is the paper's;
+    ``resolved`` whether |z| >= ``min_z`` (the sign is more than seed noise; None without seeds).
     This is a check of one coefficient's sign and size before the grid can be fitted, not a fit."""
+    if not (isinstance(min_z, (int, float)) and not isinstance(min_z, bool) and math.isfinite(min_z) and min_z > 0):
+        raise ValidationError("min_z", f"must be a positive number of standard errors, got {min_z!r}", "use 2")
     law_map = paper.table3() if laws_by_router is None else laws.check_laws(laws_by_router)
     recs = list(_clean_finished(records, "records").values())
     sizes_N: dict[str, float] = {}
@@ -609,7 +612,8 @@ def gain_trend_rows(records: Iterable[Mapping], laws_by_router: Mapping[str, law
                 - np.log10(laws.saturating_experts(1.0, law.e_start, law.e_max)))
             rows.append({"router": label, "E": E, "sizes": " -> ".join(c[0] for c in cells),
                          "gain smallest (nats)": float(Ld[0] - Le[0]), "gain largest (nats)": float(Ld[-1] - Le[-1]),
-                         "slope dG/dlog10 N": slope, "paper slope": pred, "z": z, "shrinks": slope < 0,
+                         "slope dG/dlog10 N": slope, "paper slope": pred, "z": z,
+                         "resolved": None if z is None else bool(abs(z) >= min_z), "shrinks": slope < 0,
                          "as paper": None if pred is None else bool((slope < 0) == (pred < 0))})
     return rows
 
@@ -618,7 +622,7 @@ def gain_trend_table(records: Iterable[Mapping], title: str = "") -> Table:
     """``gain_trend_rows`` as a Table (gains in nats, slopes in log10 L per decade of N)."""
     rows = gain_trend_rows(records)
     cols = ["router", "E", "sizes", "gain smallest (nats)", "gain largest (nats)", "slope dG/dlog10 N",
-            "paper slope", "z", "shrinks", "as paper"]
+            "paper slope", "z", "resolved", "shrinks", "as paper"]
     fmt = {"gain smallest (nats)": ".4f", "gain largest (nats)": ".4f", "slope dG/dlog10 N": ".4f",
            "paper slope": ".4f", "z": ".1f"}
     return Table(rows, cols, fmt, title)
