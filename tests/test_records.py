@@ -231,6 +231,8 @@ def test_committed_v2_records_name_a_clean_commit():
         for r in records:
             assert re.fullmatch(r"[0-9a-f]{40}", r["provenance"]["commit"]), (r["run_id"], r["provenance"]["commit"])
             assert not r.get("dirty_tree"), r["run_id"]
+        for path in (io_utils.repo_root() / "data" / "runs" / folder).glob("*.json"):
+            assert "-dirty" not in path.read_text(), path.name  # nowhere in a record, notes included
 
 
 def test_frozen_v1_records_load_only_from_their_folder(tmp_path, monkeypatch):

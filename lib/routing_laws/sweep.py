@@ -18,8 +18,9 @@ recorded together in data/runs/ablations/ (``Grid.folder``). A run may set a few
 (``...-s0-gsigmoid``) and of its record's ``spec``.
 
 Grid records come from clean commits: ``run_sweep`` refuses a working tree with changes to tracked
-files (outside ``io_utils.OUTPUT_PATHS``, where the sweep writes its own records) unless ``allow_dirty=True``; records made that way carry ``"dirty_tree": true`` and are listed
-in ``runs.csv`` with status ``dirty``, so fits and tables leave them out.
+files (outside ``io_utils.OUTPUT_PATHS``, where the sweep writes its own records) unless
+``allow_dirty=True``; records made that way carry ``"dirty_tree": true`` and are listed in ``runs.csv``
+with status ``dirty``, so fits and tables leave them out.
 """
 
 from __future__ import annotations
