@@ -410,3 +410,88 @@ def test_gain_trend_recovers_the_slope_of_the_law_that_made_the_losses():
         run_tables.gain_trend_rows(two)
     with pytest.raises(ValidationError, match="laws"):
         run_tables.gain_trend_rows(recs, {"HASH": 3})
+
+
+def _curved(router, E, seed, losses, size="110k-L4", **kw):
+    r = _spec_rec(router, E, losses[-1], seed=seed, **kw)
+    r["spec"]["size"] = size
+    r["curve"] = [{"step": 100 * (i + 1), "tokens": 4096 * 100 * (i + 1), "val_loss": v} for i, v in enumerate(losses)]
+    return r
+
+
+def test_pair_gap_follows_the_seed_mean_gap_along_training_and_finds_the_lead_change():
+    recs = [_curved("hash", 16, 0, [5.0, 4.6, 4.4, 4.3]), _curved("hash", 16, 1, [5.2, 4.6, 4.4, 4.32]),
+            _curved("sbase", 16, 0, [5.3, 4.7, 4.38, 4.2]),
+            _curved("sbase", 64, 0, [5.0, 4.5, 4.2, 4.0]),  # no HASH at E = 64: no rows
+            _curved("hash", 4, 0, [5.0, 4.8], K=2), _curved("sbase", 4, 0, [5.1, 4.9], K=2),  # not main grid
+            _curved("dense", 1, 0, [5.5, 5.0, 4.8, 4.7])]
+    rows = run_tables.pair_gap_rows(recs)
+    assert [(r["size"], r["E"], r["step"]) for r in rows] == [("110k-L4", 16, s) for s in (100, 200, 300, 400)]
+    expect = np.mean([[5.0, 4.6, 4.4, 4.3], [5.2, 4.6, 4.4, 4.32]], axis=0) - np.array([5.3, 4.7, 4.38, 4.2])
+    assert [r["gap (nats)"] for r in rows] == pytest.approx(list(expect))
+    assert rows[0]["seeds"] == "HASH 2 / S-BASE 1" and rows[2]["tokens"] == 4096 * 300
+    (s,) = run_tables.pair_gap_summary_rows(recs)
+    assert s["gap first eval"] == pytest.approx(expect[0]) and s["gap at end"] == pytest.approx(expect[3])
+    assert s["gap at half"] == pytest.approx(expect[1])  # step 200 is half of 400's tokens
+    assert s["change over 2nd half"] == pytest.approx(expect[3] - expect[1])
+    assert s["ahead at end"] == "S-BASE" and s["last lead change (tokens)"] == 4096 * 300
+    # a seed that logged fewer steps limits the rows to the steps every seed has
+    short = recs + [_curved("sbase", 16, 1, [5.3, 4.7])]
+    assert [r["step"] for r in run_tables.pair_gap_rows(short)] == [100, 200]
+    # the other pair of routers, and one leader throughout
+    (rl,) = run_tables.pair_gap_summary_rows(recs + [_curved("rlr", 16, 0, [5.4, 4.9, 4.6, 4.5])], "RL-R", "S-BASE")
+    assert rl["ahead at end"] == "S-BASE" and rl["last lead change (tokens)"] is None
+    assert "S-BASE" in run_tables.pair_gap_table(recs).text()
+    with pytest.raises(ValidationError, match="first"):
+        run_tables.pair_gap_rows(recs, "dense")
+    with pytest.raises(ValidationError, match="second"):
+        run_tables.pair_gap_rows(recs, "HASH", "HASH")
+    with pytest.raises(ValidationError, match="second"):
+        run_tables.pair_gap_rows(recs, "HASH", "sbase")
+    broken = [dict(recs[0], curve=[{"step": 1}])]
+    with pytest.raises(ValidationError, match="curve"):
+        run_tables.pair_gap_rows(broken)
+
+
+def _budget(router, E, loss, tokens, seed=0, **kw):
+    r = _spec_rec(router, E, loss, seed=seed, **kw)
+    r["train"] = {"tokens": tokens, "learning_rate": 3e-3, "total_steps": tokens // 4096, "seed": seed}
+    r["model"] = {"d_model": 64, "n_layers": 4}
+    return r
+
+
+def test_budget_rows_pair_runs_that_differ_only_in_tokens_and_give_the_gap_change():
+    short = [_budget("dense", 1, 4.45, 8_000), _budget("sbase", 16, 4.34, 8_000), _budget("hash", 16, 4.26, 8_000),
+             _budget("rlr", 64, 4.5, 8_000), _budget("sbase", 16, 4.0, 8_000, K=2)]
+    long_ = [_budget("dense", 1, 4.19, 16_000), _budget("dense", 1, 4.18, 16_000, seed=1),
+             _budget("sbase", 16, 3.99, 16_000), _budget("sbase", 16, 4.03, 16_000, seed=1),
+             _budget("hash", 16, 3.95, 16_000), _budget("hash", 64, 3.8, 16_000)]
+    rows = run_tables.budget_rows(short, long_)
+    assert [(r["router"], r["E"]) for r in rows] == [("dense", 1), ("S-BASE", 16), ("HASH", 16)]  # both budgets only
+    dn, sb, hs = rows
+    assert dn["gain short"] is None and dn["L long"] == pytest.approx(4.185) and dn["seeds"] == "1 / 2"
+    assert sb["L long"] == pytest.approx(4.01) and sb["gain short"] == pytest.approx(0.11)
+    assert sb["gain long"] == pytest.approx(0.175) and sb["gain change"] == pytest.approx(0.065)
+    assert sb["tokens short"] == 8_000 and sb["tokens long"] == 16_000
+    (p,) = run_tables.budget_pair_rows(short, long_)
+    assert p["gap short"] == pytest.approx(4.26 - 4.34) and p["gap long"] == pytest.approx(3.95 - 4.01)
+    assert p["change"] == pytest.approx(0.02)
+    s, _ = run_tables.pooled_seed_std(long_)
+    assert p["change / std error"] == pytest.approx(0.02 / (s * np.sqrt(1 + 1 + 1 + 1 / 2)))
+    assert run_tables.budget_pair_rows(short, long_, "HASH", "RL-R") == []  # RL-R has no E = 16
+    assert "HASH" in run_tables.budget_table(short, long_).text()
+    with pytest.raises(ValidationError, match="long_records"):
+        run_tables.budget_rows(long_, short)  # the shorter budget goes first
+    changed = long_[:2] + [dict(long_[2], model={"d_model": 96, "n_layers": 4})]
+    with pytest.raises(ValidationError, match="more than the tokens"):
+        run_tables.budget_rows(short, changed)
+    relr = long_[:3] + [dict(long_[3], train={**long_[3]["train"], "learning_rate": 1e-3})]
+    with pytest.raises(ValidationError, match="more than the tokens"):  # a seed with another learning rate
+        run_tables.budget_rows(short, relr)
+    mixed = long_[:3] + [_budget("sbase", 16, 4.03, 12_000, seed=1)]
+    with pytest.raises(ValidationError, match="different budgets"):
+        run_tables.budget_rows(short, mixed)
+    with pytest.raises(ValidationError, match="short_records"):
+        run_tables.budget_rows([dict(short[0], train=None)], long_)
+    with pytest.raises(ValidationError, match="first"):
+        run_tables.budget_pair_rows(short, long_, "dense")

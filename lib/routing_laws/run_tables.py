@@ -1,6 +1,7 @@
 """Rows and tables of run records, for the scaling-law chapters: the paper's raw runs (main grid per
 router, overview, training curves, per-evaluation-set refits) and our own sweep (``our_runs``,
-``read_sweep``, ``measured_grid_table``). Rows and tables of the laws themselves are in ``routing_laws.law_tables``.
+``read_sweep``, ``measured_grid_table``, seeds, the measured ranking, and how it moves with the token budget:
+``budget_rows``, ``pair_gap_rows``). Rows and tables of the laws themselves are in ``routing_laws.law_tables``.
 
 Numpy only (records are read and validated by ``routing_laws.sweep``). Names: N dense non-embedding parameters, E experts, loss validation loss (nats/token);
 K experts per token (top-k), R routing frequency.
@@ -626,3 +627,201 @@ def gain_trend_table(records: Iterable[Mapping], title: str = "") -> Table:
     fmt = {"gain smallest (nats)": ".4f", "gain largest (nats)": ".4f", "slope dG/dlog10 N": ".4f",
            "paper slope": ".4f", "z": ".1f"}
     return Table(rows, cols, fmt, title)
+
+
+def _router_pair(first: str, second: str) -> tuple[str, str]:
+    """The router kinds of two distinct routed techniques named by label ("HASH", "S-BASE"), validated."""
+    kinds = {v: k for k, v in SWEEP_TECHNIQUE.items()}
+    for name, r in (("first", first), ("second", second)):
+        if r not in kinds:
+            raise ValidationError(name, f"must be a routed technique, got {r!r}", f"use one of {list(ROUTERS)}")
+    if first == second:
+        raise ValidationError("second", f"must differ from first ({first!r})", "compare two routers")
+    return kinds[first], kinds[second]
+
+
+def _main_curves(records: Iterable[Mapping]) -> dict[tuple[str, str, int], dict[int, dict[int, tuple[int, float]]]]:
+    """(size, router kind, E) -> {seed: {step: (tokens, validation loss)}} for the main-grid runs (top-1,
+    R = 0.5, the grid's own router setting) among the clean finished records."""
+    out: dict[tuple[str, str, int], dict[int, dict[int, tuple[int, float]]]] = {}
+    for r in _clean_finished(records, "records").values():
+        s = r.get("spec") or {}
+        try:
+            if int(s.get("top_k", 1)) != 1 or not math.isclose(float(s.get("routing_frequency", 0.5)), 0.5):
+                continue
+            key = (str(s["size"]), str(s["router"]), int(s["experts"]))
+            curve = {int(p["step"]): (int(p["tokens"]), float(p["val_loss"])) for p in r["curve"]}
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValidationError("records", f"record {r.get('run_id')!r} has no usable spec or curve ({e})",
+                                  "use sweep.read_records(folder)[0]") from None
+        seeds = out.setdefault(key, {})
+        seed = int(s.get("seed", 0))
+        if seed in seeds:
+            raise ValidationError("records", f"{key[1]} at {key[0]} E={key[2]} seed {seed} has two router settings",
+                                  "pass the records of one grid (sweep.read_records(folder)[0])")
+        seeds[seed] = curve
+    return out
+
+
+def pair_gap_rows(records: Iterable[Mapping], first: str = "HASH", second: str = "S-BASE") -> list[dict]:
+    """How the loss gap between two routers moves during training: a row per (size, E) where both
+    finished in the main grid (top-1, R = 0.5) and per evaluation step every one of their seeds logged,
+    with ``gap (nats)`` = L_first - L_second (seed means; negative: ``first`` is ahead).
+
+    Why: a final loss is one point of a curve. A router that leads early (HASH's fixed token-id split
+    needs no router to learn) and loses ground later could be overtaken with more tokens, the paper's
+    regime (its runs see 100-8,700 tokens per parameter, v2's 38-150); the direction of the gap late in
+    training hints which way a longer budget would move the final ranking (``budget_rows`` measures it)."""
+    kind_first, kind_second = _router_pair(first, second)
+    curves = _main_curves(records)
+    order = {n: i for i, n in enumerate(SIZES)}
+    rows = []
+    for (size, kind, E), a_seeds in sorted(curves.items(), key=lambda kv: (order.get(kv[0][0], len(order)), kv[0])):
+        if kind != kind_first or (size, kind_second, E) not in curves:
+            continue
+        b_seeds = curves[(size, kind_second, E)]
+        every = list(a_seeds.values()) + list(b_seeds.values())
+        steps = sorted(set.intersection(*(set(c) for c in every)))
+        for step in steps:
+            la = float(np.mean([c[step][1] for c in a_seeds.values()]))
+            lb = float(np.mean([c[step][1] for c in b_seeds.values()]))
+            rows.append({"size": size, "E": E, "step": step, "tokens": every[0][step][0],
+                         f"L {first}": la, f"L {second}": lb, "gap (nats)": la - lb,
+                         "seeds": f"{first} {len(a_seeds)} / {second} {len(b_seeds)}"})
+    return rows
+
+
+def pair_gap_summary_rows(records: Iterable[Mapping], first: str = "HASH", second: str = "S-BASE") -> list[dict]:
+    """``pair_gap_rows`` read per (size, E): the gap at the first evaluation, at the one nearest half the
+    final tokens and at the end, its change over the second half (end - half; positive: ``first``
+    losing ground), who leads at the end, and the tokens of the last evaluation at which the leader
+    changed (None: one leader throughout)."""
+    rows = pair_gap_rows(records, first, second)
+    out = []
+    for (size, E) in dict.fromkeys((r["size"], r["E"]) for r in rows):
+        cur = [r for r in rows if r["size"] == size and r["E"] == E]
+        end = cur[-1]
+        half = min(cur, key=lambda r: abs(r["tokens"] - end["tokens"] / 2))
+        signs = [r["gap (nats)"] < 0 for r in cur]
+        changes = [cur[i]["tokens"] for i in range(1, len(cur)) if signs[i] != signs[i - 1]]
+        out.append({"size": size, "E": E, "seeds": end["seeds"], "gap first eval": cur[0]["gap (nats)"],
+                    "gap at half": half["gap (nats)"], "gap at end": end["gap (nats)"],
+                    "change over 2nd half": end["gap (nats)"] - half["gap (nats)"],
+                    "ahead at end": first if end["gap (nats)"] < 0 else second,
+                    "last lead change (tokens)": changes[-1] if changes else None})
+    return out
+
+
+def pair_gap_table(records: Iterable[Mapping], first: str = "HASH", second: str = "S-BASE", title: str = "") -> Table:
+    """``pair_gap_summary_rows`` as a Table (gaps in nats, L_first - L_second)."""
+    rows = pair_gap_summary_rows(records, first, second)
+    cols = ["size", "E", "seeds", "gap first eval", "gap at half", "gap at end", "change over 2nd half",
+            "ahead at end", "last lead change (tokens)"]
+    fmt = {c: "+.4f" for c in cols if c.startswith("gap") or c.startswith("change")}
+    fmt["last lead change (tokens)"] = ",d"
+    return Table(rows, cols, fmt, title)
+
+
+# train-config keys two runs of one budget comparison may differ in: the budget itself, the seed (seeds are
+# averaged) and how often a run was checkpointed (which does not change what it trains)
+_BUDGET_KEYS = ("tokens", "total_steps", "seed", "checkpoint_every")
+
+
+def budget_rows(short_records: Iterable[Mapping], long_records: Iterable[Mapping]) -> list[dict]:
+    """The same runs trained for two budgets: a row per main-grid (size, router, E) finished in both record
+    sets (top-1, R = 0.5, the same router setting; seed means), with the final loss at each budget and the
+    gain over the dense run of the same size and budget, in nats.
+
+    Why: HASH's lead in our grid could be a short-budget effect (chapter 5). Runs that differ only in
+    their token budget, each with its own full learning-rate schedule, answer that directly, where the
+    middle of a longer run's curve cannot (its learning rate has not decayed yet). A pair whose model or
+    training configuration differs in anything but the tokens is refused."""
+    def by_key(records, what):
+        out: dict[tuple, list[Mapping]] = {}
+        for r in _clean_finished(records, what).values():
+            s = r.get("spec") or {}
+            try:
+                if int(s.get("top_k", 1)) != 1 or not math.isclose(float(s.get("routing_frequency", 0.5)), 0.5):
+                    continue
+                key = (str(s["size"]), str(s["router"]), int(s["experts"]),
+                       sweep.override_suffix(s.get("router_overrides") or {}))
+                float(r["train"]["tokens"]), dict(r["model"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValidationError(what, f"record {r.get('run_id')!r} has no usable spec, train or model ({e})",
+                                      "use sweep.read_records(folder)[0]") from None
+            out.setdefault(key, []).append(r)
+        return out
+
+    short, long_ = by_key(short_records, "short_records"), by_key(long_records, "long_records")
+    order = {n: i for i, n in enumerate(SIZES)}
+    kinds = {k: i for i, k in enumerate(ROUTER_LABELS)}  # dense first, then the routers in the book's order
+    common = sorted(set(short) & set(long_), key=lambda k: (order.get(k[0], len(order)), k[0],
+                                                             kinds.get(k[1], len(kinds)), k[1:]))
+
+    def mean_loss(rs):
+        return float(np.mean([float(r["final_val_loss"]) for r in rs]))
+
+    rows = []
+    for key in common:
+        size, kind, E, over = key
+        a, b = short[key][0], long_[key][0]
+
+        def design(r):
+            return r["model"], {k: v for k, v in r["train"].items() if k not in _BUDGET_KEYS}
+        for r in short[key] + long_[key]:
+            if design(r) != design(a):
+                raise ValidationError("long_records", f"{r.get('run_id')} differs from {a.get('run_id')} in more "
+                                      "than the tokens and seed (model or train config)", "compare runs of one design")
+        tokens_a = {int(r["train"]["tokens"]) for r in short[key]}
+        tokens_b = {int(r["train"]["tokens"]) for r in long_[key]}
+        if len(tokens_a) > 1 or len(tokens_b) > 1:
+            raise ValidationError("long_records", f"{size} {kind} E={E} has seeds trained for different budgets",
+                                  "pass one budget per record set")
+        t_a, t_b = tokens_a.pop(), tokens_b.pop()
+        if t_b <= t_a:
+            raise ValidationError("long_records", f"{b.get('run_id')} has {t_b} tokens, not more than the short "
+                                  f"run's {t_a}", "pass the shorter budget first")
+        dense = (size, "dense", 1, "")
+        la, lb = mean_loss(short[key]), mean_loss(long_[key])
+        ga = mean_loss(short[dense]) - la if dense in short and kind != "dense" else None
+        gb = mean_loss(long_[dense]) - lb if dense in long_ and kind != "dense" else None
+        rows.append({"size": size, "router": ROUTER_LABELS.get(kind, kind) + over, "E": E,
+                     "tokens short": t_a, "tokens long": t_b,
+                     "seeds": f"{len(short[key])} / {len(long_[key])}", "L short": la, "L long": lb,
+                     "gain short": ga, "gain long": gb,
+                     "gain change": None if ga is None or gb is None else gb - ga})
+    return rows
+
+
+def budget_table(short_records: Iterable[Mapping], long_records: Iterable[Mapping], title: str = "") -> Table:
+    """``budget_rows`` as a Table (losses and gains over dense in nats)."""
+    rows = budget_rows(short_records, long_records)
+    cols = ["size", "router", "E", "tokens short", "tokens long", "seeds", "L short", "L long", "gain short",
+            "gain long", "gain change"]
+    fmt = {c: ".4f" for c in cols[6:]}
+    fmt.update({"tokens short": "si", "tokens long": "si", "gain change": "+.4f"})
+    return Table(rows, cols, fmt, title)
+
+
+def budget_pair_rows(short_records: Iterable[Mapping], long_records: Iterable[Mapping], first: str = "HASH",
+                     second: str = "S-BASE") -> list[dict]:
+    """From ``budget_rows``: the gap L_first - L_second (nats; negative: ``first`` ahead) at each budget per
+    (size, E) where both routers ran at both, its change with the longer budget, and that change over its
+    standard error under the pooled seed std of ``long_records`` (``pooled_seed_std``; None without seeds)."""
+    _router_pair(first, second)
+    long_list = list(long_records)
+    rows = budget_rows(short_records, long_list)
+    s, _ = pooled_seed_std(long_list)
+    cell = {(r["size"], r["router"], r["E"]): r for r in rows}
+    out = []
+    for (size, router, E), ra in cell.items():
+        rb = cell.get((size, second, E))
+        if router != first or rb is None:
+            continue
+        n = [int(x) for r in (ra, rb) for x in r["seeds"].split(" / ")]
+        change = (ra["L long"] - rb["L long"]) - (ra["L short"] - rb["L short"])
+        out.append({"size": size, "E": E, "tokens": f"{si(ra['tokens short'])} -> {si(ra['tokens long'])}",
+                    "gap short": ra["L short"] - rb["L short"], "gap long": ra["L long"] - rb["L long"],
+                    "change": change,
+                    "change / std error": None if not s else change / (s * math.sqrt(sum(1 / k for k in n)))})
+    return out
