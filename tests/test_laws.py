@@ -331,6 +331,12 @@ def test_fit_warnings_flag_a_degenerate_fit_and_a_capped_e_max():
     assert not laws.fit_routed_law(N, E, L).degenerate
     assert fit.to_dict()["warnings"] == list(fit.warnings)
     assert laws.fit_warnings(RoutedLaw(-0.08, -0.1, 0.01, 1.1), [1, 4]) == ()  # plain law: no E^
+    (low,) = laws.fit_warnings(RoutedLaw(-0.08, -0.1, 0.01, 1.1, 1.0, 1.85), [1, 4, 16, 64])
+    assert low.startswith("e_start at its lower bound 1") and "1.85" in low
+    assert laws.fit_warnings(RoutedLaw(-0.08, -0.1, 0.01, 1.1, 1.01, 300.0), [1, 4, 16, 64]) == ()
+    # Data whose routed runs all gain the same over dense drive e_start to its lower bound, and it says so.
+    Lf = 4.3 * (Nd / 1e5) ** -0.05 * np.where(Ed > 1, 0.97, 1.0)
+    assert any(w.startswith("e_start at its lower bound") for w in laws.fit_routed_law(Nd, Ed, Lf).warnings)
     with pytest.raises(ValidationError, match="law"):
         laws.fit_warnings("not a law", [1, 4])
     with pytest.raises(ValidationError, match="E"):

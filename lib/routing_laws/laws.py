@@ -397,7 +397,9 @@ def fit_warnings(law: RoutedLaw, E) -> tuple[str, ...]:
 
     Degenerate: e_start >= the largest E (or log10 E^ spanning < 5 % of log10 E's span) means E^ barely
     moves over the data, so the fit is near-linear in E and a, b, c, d trade off against each other.
-    On a bound: e_max / e_start at its 1e7 cap means no saturation was seen.
+    On a bound: e_max / e_start at its 1e7 cap means no saturation was seen; e_start at its lower
+    bound 1 means the fit wanted saturation to begin below one expert, i.e. the first experts already
+    give most of the gain (its interval is then one-sided).
     """
     law = _check_law(law)
     E_n = np.unique(_array("E", E, min_value=1.0, fix=_E_FIX))
@@ -413,6 +415,9 @@ def fit_warnings(law: RoutedLaw, E) -> tuple[str, ...]:
                    "here and a, b, c, d trade off: do not read them as Table 3's (these runs are not log-linear in E)")
     if law.e_max / law.e_start >= 10 ** fitting.Q_MAX * (1 - 1e-6):
         out.append(f"e_max / e_start at its cap 1e{fitting.Q_MAX:g}: no saturation seen in these runs")
+    if law.e_start <= 1 + 1e-6:
+        out.append(f"e_start at its lower bound 1 (e_max = {law.e_max:.4g}): the gain over dense comes mostly "
+                   "from the first experts in these runs, so b, c and the saturation are loosely fixed")
     return tuple(out)
 
 
