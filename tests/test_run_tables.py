@@ -480,6 +480,7 @@ def test_budget_rows_pair_runs_that_differ_only_in_tokens_and_give_the_gap_chang
     assert p["change / std error"] == pytest.approx(0.02 / (s * np.sqrt(1 + 1 + 1 + 1 / 2)))
     assert run_tables.budget_pair_rows(short, long_, "HASH", "RL-R") == []  # RL-R has no E = 16
     assert "HASH" in run_tables.budget_table(short, long_).text()
+    assert "+0.0200" in run_tables.budget_pair_table(short, long_).text()
     with pytest.raises(ValidationError, match="long_records"):
         run_tables.budget_rows(long_, short)  # the shorter budget goes first
     changed = long_[:2] + [dict(long_[2], model={"d_model": 96, "n_layers": 4})]

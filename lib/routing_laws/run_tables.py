@@ -825,3 +825,12 @@ def budget_pair_rows(short_records: Iterable[Mapping], long_records: Iterable[Ma
                     "change": change,
                     "change / std error": None if not s else change / (s * math.sqrt(sum(1 / k for k in n)))})
     return out
+
+
+def budget_pair_table(short_records: Iterable[Mapping], long_records: Iterable[Mapping], first: str = "HASH",
+                      second: str = "S-BASE", title: str = "") -> Table:
+    """``budget_pair_rows`` as a Table (gaps L_first - L_second in nats)."""
+    rows = budget_pair_rows(short_records, long_records, first, second)
+    cols = ["size", "E", "tokens", "gap short", "gap long", "change", "change / std error"]
+    return Table(rows, cols, {"gap short": "+.4f", "gap long": "+.4f", "change": "+.4f",
+                              "change / std error": "+.1f"}, title)
