@@ -10,7 +10,7 @@ from routing_laws.errors import ValidationError
 
 @pytest.mark.parametrize("value, text", [
     (15e6, "15M"), (9.37e11, "937B"), (1.3e9, "1.3B"), (999_999, "1M"), (999.4, "999"), (512, "512"), (0, "0"),
-    (-2e3, "-2k"), (1234, "1.23k"), (1e15, "1000T"), (0.00123, "0.00123"), (np.float32(2e5), "200k"),
+    (-2e3, "-2k"), (1234, "1.23k"), (1e15, "1000T"), (9.439e133, "9.44e+133"), (-3e20, "-3e+20"), (0.00123, "0.00123"), (np.float32(2e5), "200k"),
     (np.int64(64), "64"), (math.inf, "inf"), (-math.inf, "-inf"), (math.nan, "n/a"),
 ])
 def test_si_is_the_one_formatter(value, text):

@@ -69,7 +69,8 @@ class Table:
 def si(value: float) -> str:
     """Compact label with an SI suffix, 3 significant digits: 15e6 -> '15M', 9.37e11 -> '937B',
     1.3e9 -> '1.3B', 999_999 -> '1M', 512 -> '512', -2e3 -> '-2k'. Not finite: inf -> 'inf',
-    -inf -> '-inf', NaN -> 'n/a' (N_cutoff of a law with c <= 0 is inf; a missing value is n/a)."""
+    -inf -> '-inf', NaN -> 'n/a' (N_cutoff of a law with c <= 0 is inf; a missing value is n/a); from 1e18 up,
+    plain scientific notation (9.44e+133), never a 130-digit 'T' label."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValidationError("value", f"must be a number, got {value!r}", "pass an int or float")
     value = float(value)
@@ -78,6 +79,8 @@ def si(value: float) -> str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     value = float(f"{value:.3g}")  # round first, so 999_999 is '1M', not '1e+03k'
+    if abs(value) >= 1e18:  # beyond a million T a suffix would need hundreds of digits (an extrapolated N_cutoff)
+        return f"{value:.3g}"
     for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= div:
             q = value / div
