@@ -155,7 +155,7 @@ def test_our_runs_takes_v2_once_every_router_fits_else_v1_with_v2_so_far(tmp_pat
     one = run_tables.our_runs(tmp_path)  # one v2 run: measured beside v1, never fitted
     assert one.grid == "cpu-v1" and len(one.finished) == 33 and one.sweep.ok
     assert [r["run_id"] for r in one.v2_so_far] == ["100k-dense-E1-K1-R0.5-s0"]
-    assert one.caveat.startswith(run_tables.V1_CAVEAT) and "1 of its 41 runs" in one.caveat
+    assert one.caveat.startswith(run_tables.V1_CAVEAT) and "1 of its 43 runs" in one.caveat
     # two of three routers fit-ready in v2: still v1 (no ranking of a v2 router against v1 ones)
     rows = [{"run_id": f"{t}{n}{e}", "status": "finished", "technique": t, "size": "x", "N": n, "E": e, "K": 1,
              "R": 0.5, "loss": float(laws.predict_loss(n, e, LAW))}

@@ -23,17 +23,20 @@ def test_grids_cover_what_the_book_needs():
 
 def test_v2_cpu_grid_is_the_designed_one():
     """v2: 3 four-layer rungs x E {1, 4, 16, 64} x 3 routers, the (F, B) variants at 200k-L4 S-BASE E = 16,
-    seed 1 for dense and E = 16 of each router at the smallest and largest rung, 2x v1's tokens."""
+    seed 1 for dense and E = 16 of each router at the smallest and largest rung, 2x v1's tokens, and the
+    two seed checks."""
     cpu, v1 = sweep.get_grid("cpu"), sweep.get_grid("cpu-v1")
     runs = cpu.runs()
-    assert len(runs) == 30 + 3 + 8 and len({r.run_id for r in runs}) == len(runs)
+    assert len(runs) == 30 + 3 + 8 + 2 and len({r.run_id for r in runs}) == len(runs)
     assert cpu.tokens == 2 * v1.tokens == 4096 * 32 * 128
     assert {model_config(s).n_layers for s in cpu.sizes} == {4}
     for s in cpu.sizes:  # R = 0.5 routes two FFNs, never only the last one
         assert model_config(s, router=RouterConfig(kind="sbase", n_experts=4)).routed_layers == (1, 3)
     Ns = [model_lib.count_params(model_config(s)).N for s in cpu.sizes]
     assert Ns == [111_456, 197_760, 444_096] and Ns[-1] / Ns[0] > 3.9
-    seeds = [r for r in runs if r.seed == 1]
+    # the two checks added after 30 records: a second seed of 200k-L4 dense, a third of 440k-L4 HASH E = 16
+    assert {r.run_id for r in cpu.extra_runs} == {"200k-L4-dense-E1-K1-R0.5-s1", "440k-L4-hash-E16-K1-R0.5-s2"}
+    seeds = [r for r in runs if r.seed == 1 and r not in cpu.extra_runs]
     assert {(r.size, r.router, r.experts) for r in seeds} == {
         (s, r, e) for s in ("110k-L4", "440k-L4") for r, e in (("dense", 1), ("sbase", 16), ("rlr", 16), ("hash", 16))}
     assert all(r.run_id.endswith("-s1") for r in seeds)

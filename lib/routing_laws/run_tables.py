@@ -180,7 +180,7 @@ def read_sweep(profiles: Sequence[str] = ("cpu", "gpu", "smoke"), root: Path | N
             return SweepRuns(path, len(fin), failed, tables, msg, runs, _fb_tables(fin))
         notes.append(f"{shown}: {len(fin)} finished, {failed} failed runs, not enough to fit ({'; '.join(why)})")
     return SweepRuns(base, 0, 0, {}, "no sweep with enough runs: " + " | ".join(notes)
-                     + ". Run `routing-laws sweep --grid cpu` (41 runs of 16.8M tokens, resumable; `--plan` prints the estimated "
+                     + f". Run `routing-laws sweep --grid cpu` ({len(sweep.get_grid('cpu').runs())} runs of 16.8M tokens, resumable; `--plan` prints the estimated "
                      "cost, data/runs/cpu/README.md how to shard it over cores), then rebuild the book.")
 
 

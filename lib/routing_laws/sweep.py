@@ -206,13 +206,17 @@ GRIDS: dict[str, Grid] = {
                   variants=(("100k", "sbase", 4, 2, 0.5),)),
     # v2: 4-layer rungs (two routed FFNs at R = 0.5), 16,777,216 tokens per run (4096 steps of 32 x 128,
     # twice v1), the (F, B) variants at 200k-L4 S-BASE E = 16 (R = 0.25: one routed FFN of 4, R = 1, K = 2),
-    # and seed 1 for dense and E = 16 of every router at the smallest and the largest rung
+    # and seed 1 for dense and E = 16 of every router at the smallest and the largest rung (41 runs as
+    # designed), then two checks added after 30 records (data/runs/cpu/README.md, "Status"): seed 1 of the
+    # 200k-L4 dense run, which sat 0.063 nats above its neighbours' line, and seed 2 of 440k-L4 HASH E = 16,
+    # whose two seeds differed by 0.114 nats (the other pairs 0.001-0.031)
     "cpu": Grid("cpu", V2_SIZES, (1, 4, 16, 64), ROUTED, tokens=16_777_216,
                 variants=(("200k-L4", "sbase", 16, 1, 0.25), ("200k-L4", "sbase", 16, 1, 1.0),
                           ("200k-L4", "sbase", 16, 2, 0.5)),
                 seed_runs=tuple((s, r, e) for s in (V2_SIZES[0], V2_SIZES[-1])
                                 for r, e in (("dense", 1), ("sbase", 16), ("rlr", 16), ("hash", 16))),
-                extra_seeds=(1,)),
+                extra_seeds=(1,),
+                extra_runs=(RunSpec("200k-L4", "dense", 1, seed=1), RunSpec("440k-L4", "hash", 16, seed=2))),
     # v1 (frozen; its records are in data/runs/cpu-v1/, see LEGACY_FOLDERS): 2-layer rungs, 8.4M tokens
     "cpu-v1": Grid("cpu-v1", ("100k", "200k", "400k"), (1, 4, 16, 64), ROUTED, tokens=8_388_608,
                    variants=(("200k", "sbase", 16, 2, 0.5), ("200k", "sbase", 16, 1, 1.0),
