@@ -93,3 +93,17 @@ def test_repo_root_explains_a_non_editable_install(tmp_path, monkeypatch):
     monkeypatch.setattr(io_utils, "__file__", str(tmp_path / "site-packages" / "routing_laws" / "io_utils.py"))
     with pytest.raises(ValidationError, match="non-editable install"):
         io_utils.repo_root({})
+
+
+def test_cpu_identity_reads_model_and_widest_vector_extension():
+    """Provenance names the CPU kind: XLA's CPU kernels, and so a run's last bits, depend on it."""
+    text = ("processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse4_2 avx2 avx512f\n\n"
+            "processor\t: 1\nmodel name\t: other\nflags\t\t: fpu\n")
+    assert io_utils.cpu_identity(text) == {"cpu_model": "AMD EPYC 9R14", "cpu_simd": "avx512f"}
+    assert io_utils.cpu_identity("model name: X\nflags: fpu sse4_2 avx2\n")["cpu_simd"] == "avx2"
+    assert io_utils.cpu_identity("flags: fpu\n") == {"cpu_simd": "other"}
+    assert io_utils.cpu_identity("") == {}
+    with pytest.raises(ValidationError, match="cpuinfo"):
+        io_utils.cpu_identity(b"model name: X")
+    assert set(io_utils.cpu_identity()) <= {"cpu_model", "cpu_simd"}
+    assert io_utils.provenance().get("cpu_model") == io_utils.cpu_identity().get("cpu_model")

@@ -232,6 +232,30 @@ def git_commit(root: Path | None = None) -> str:
         return "unknown"
 
 
+def cpu_identity(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and widest x86 vector extension (``avx512f``, ``avx2``, ``sse4_2``) from
+    ``/proc/cpuinfo`` (or the given text), empty where unreadable. Recorded because XLA compiles CPU kernels
+    for the instruction set it finds: one run id is bit-identical on one machine, not across CPU kinds."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return {}
+    if not isinstance(cpuinfo, str):
+        raise ValidationError("cpuinfo", f"must be text or None, got {type(cpuinfo).__name__}",
+                              "pass the contents of /proc/cpuinfo, or None to read it")
+    info: dict = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and "cpu_model" not in info:
+            info["cpu_model"] = value.strip()
+        elif key == "flags" and "cpu_simd" not in info:
+            flags = set(value.split())
+            info["cpu_simd"] = next((f for f in ("avx512f", "avx2", "sse4_2") if f in flags), "other")
+    return info
+
+
 def provenance(code_commit: str | None = None) -> dict:
     """Where and when a result was produced: commit, machine, Python and JAX versions, UTC date.
 
@@ -247,6 +271,7 @@ def provenance(code_commit: str | None = None) -> dict:
         "processor": platform.machine(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
+        **cpu_identity(),
     }
     if code_commit and code_commit != head:
         info["head_commit"] = head
