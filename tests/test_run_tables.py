@@ -345,6 +345,19 @@ def test_seed_noise_vs_fit_puts_the_residual_beside_the_seed_std():
         run_tables.seed_spread_rows("data/runs/cpu")
 
 
+def test_pooled_seed_std_weights_each_run_by_its_degrees_of_freedom():
+    """A run with three seeds counts for two degrees of freedom, a pair for one: the pooled variance is
+    the sum of squared deviations from each run's own mean over the total degrees of freedom."""
+    pair, triple = [4.50, 4.52], [4.20, 4.30, 4.26]
+    recs = ([_spec_rec("dense", 1, x, seed=i) for i, x in enumerate(pair)]
+            + [_spec_rec("hash", 16, x, seed=i) for i, x in enumerate(triple)])
+    ss = sum((x - np.mean(g)) ** 2 for g in (pair, triple) for x in g)
+    s, n = run_tables.pooled_seed_std(recs)
+    assert n == 2 and s == pytest.approx(np.sqrt(ss / ((2 - 1) + (3 - 1))))
+    assert s != pytest.approx(np.sqrt(np.mean([np.var(pair, ddof=1), np.var(triple, ddof=1)])))
+    assert run_tables.pooled_seed_std(recs, kinds=["hash"])[0] == pytest.approx(np.std(triple, ddof=1))
+
+
 def test_measured_ranking_orders_routers_and_weighs_the_closest_gap_by_seed_noise():
     recs = [_spec_rec("dense", 1, 4.50), _spec_rec("dense", 1, 4.52, seed=1),
             _spec_rec("hash", 16, 4.20), _spec_rec("hash", 16, 4.22, seed=1),

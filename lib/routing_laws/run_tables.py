@@ -462,8 +462,8 @@ def seed_noise_vs_fit(records: Iterable[Mapping], tables: Mapping[str, tuple],
     the law fits to within seed noise; well above: the law's form misses something).
 
     ``tables``: router -> (N, E, loss) of the fit (``SweepRuns.tables``); residual = loss - Eq. 1's
-    prediction. Seed std: pooled over every run with >= 2 seeds of that router or of dense (square root
-    of the mean sample variance); None, and no ratio, while no run has two seeds.
+    prediction. Seed std: pooled over every run with >= 2 seeds of that router or of dense
+    (``pooled_seed_std``); None, and no ratio, while no run has two seeds.
     """
     if not isinstance(fits, Mapping) or not isinstance(tables, Mapping):
         raise ValidationError("fits" if not isinstance(fits, Mapping) else "tables",
@@ -490,7 +490,9 @@ def seed_noise_vs_fit(records: Iterable[Mapping], tables: Mapping[str, tuple],
 
 def pooled_seed_std(records: Iterable[Mapping], kinds: Iterable[str] | None = None) -> tuple[float | None, int]:
     """(pooled sample std of the final loss over every run trained with >= 2 seeds, in nats; how many such
-    runs): the square root of the mean of their sample variances. (None, 0) while no run has two seeds.
+    runs). The pooled variance weights each run's sample variance by its degrees of freedom (seeds - 1),
+    the textbook estimator of one shared noise level; for seed pairs alone it is the plain mean of their
+    variances. (None, 0) while no run has two seeds.
     ``kinds`` (router kinds such as ``("sbase", "dense")``) keeps only those runs; None keeps all."""
     if kinds is not None:
         if not isinstance(kinds, str):
@@ -498,9 +500,13 @@ def pooled_seed_std(records: Iterable[Mapping], kinds: Iterable[str] | None = No
         if isinstance(kinds, str) or not all(isinstance(k, str) for k in kinds):
             raise ValidationError("kinds", f"must be a sequence of router kinds, got {kinds!r}",
                                   'pass e.g. ("sbase", "dense"), or None for every run')
-    variances = [float(np.var(list(v.values()), ddof=1)) for key, v in seed_groups(records).items()
-                 if len(v) >= 2 and (kinds is None or key[1] in kinds)]
-    return (float(np.sqrt(np.mean(variances))) if variances else None), len(variances)
+    groups = [np.array(list(v.values()), dtype=float) for key, v in seed_groups(records).items()
+              if len(v) >= 2 and (kinds is None or key[1] in kinds)]
+    if not groups:
+        return None, 0
+    dof = sum(g.size - 1 for g in groups)
+    pooled_var = sum(float(np.var(g, ddof=1)) * (g.size - 1) for g in groups) / dof
+    return float(np.sqrt(pooled_var)), len(groups)
 
 
 def measured_ranking_rows(records: Iterable[Mapping], min_z: float = 2.0) -> list[dict]:
